@@ -1,0 +1,85 @@
+"""xdptest: a test harness and traffic generator for XDP programs and AF_XDP applications.
+
+Importing the package is cheap: public names are loaded on first use, so the pytest plugin stays
+inert until a fixture asks for something.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Netns": "xdptest.netns",
+    "VethPair": "xdptest.netns",
+    "Endpoint": "xdptest.netns",
+    "XdpProgram": "xdptest.bpf",
+    "XdpAction": "xdptest.bpf",
+    "XdpMap": "xdptest.bpf",
+    "TestRunResult": "xdptest.bpf",
+    "Attachment": "xdptest.bpf",
+    "builtin_program_path": "xdptest.bpf",
+    "BUILTIN_PROGRAMS": "xdptest.bpf",
+}
+_ERRORS = (
+    "XdpTestError",
+    "PermissionDeniedError",
+    "NotSupportedError",
+    "ToolchainError",
+    "CompileError",
+    "ConfigError",
+    "InterfaceNotFoundError",
+    "NamespaceError",
+    "NetlinkError",
+    "BpfObjectError",
+    "ProgramNotFoundError",
+    "MapNotFoundError",
+    "MapError",
+    "VerifierError",
+    "AttachError",
+    "ClosedError",
+)
+_EXPORTS.update({name: "xdptest.errors" for name in _ERRORS})
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+if TYPE_CHECKING:
+    from xdptest.bpf import (
+        BUILTIN_PROGRAMS,
+        Attachment,
+        TestRunResult,
+        XdpAction,
+        XdpMap,
+        XdpProgram,
+        builtin_program_path,
+    )
+    from xdptest.errors import (
+        AttachError,
+        BpfObjectError,
+        ClosedError,
+        CompileError,
+        ConfigError,
+        InterfaceNotFoundError,
+        MapError,
+        MapNotFoundError,
+        NamespaceError,
+        NetlinkError,
+        NotSupportedError,
+        PermissionDeniedError,
+        ProgramNotFoundError,
+        ToolchainError,
+        VerifierError,
+        XdpTestError,
+    )
+    from xdptest.netns import Endpoint, Netns, VethPair
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xdptest' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
