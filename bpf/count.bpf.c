@@ -1,7 +1,9 @@
 /*
  * Built-in "count": counts every frame, then returns the action held in
- * config[0] (XDP_PASS unless Python sets another). counters[action] holds the
- * packets and bytes that left with that action.
+ * config[0]. The map starts zeroed and 0 would be XDP_ABORTED, which is kept
+ * for program errors, so 0 means the default, XDP_PASS; XDP_REDIRECT (which
+ * needs a target) is not accepted either. counters[action] holds the packets
+ * and bytes that left with that action.
  */
 #include "common.h"
 
@@ -28,7 +30,7 @@ int xt_count_prog(struct xdp_md *ctx)
 	__u32 action = XDP_PASS;
 	__u32 *configured = bpf_map_lookup_elem(&config, &key);
 
-	if (configured && *configured < XT_ACTIONS && *configured != XDP_REDIRECT)
+	if (configured && *configured > XDP_ABORTED && *configured < XDP_REDIRECT)
 		action = *configured;
 	xt_count(bpf_map_lookup_elem(&counters, &action), ctx);
 	return action;

@@ -108,6 +108,24 @@ int xt_program_set_autoload(struct bpf_program *prog, int autoload)
 	return bpf_program__set_autoload(prog, autoload != 0);
 }
 
+int xt_obj_set_offload_ifindex(struct bpf_object *obj, unsigned int ifindex)
+{
+	struct bpf_program *prog;
+	struct bpf_map *map;
+	int err;
+
+	bpf_object__for_each_program(prog, obj)
+		bpf_program__set_ifindex(prog, ifindex);
+	bpf_object__for_each_map(map, obj) {
+		if (bpf_map__is_internal(map))
+			continue;
+		err = bpf_map__set_ifindex(map, ifindex);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 struct bpf_map *xt_obj_next_map(struct bpf_object *obj, struct bpf_map *prev)
 {
 	return bpf_object__next_map(obj, prev);

@@ -7,7 +7,6 @@ A new concern adds its own header and source; this script needs no change.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -55,20 +54,17 @@ def make_ffibuilder() -> FFI:
         ffibuilder.cdef(header.read_text())
     includes = "\n".join(f'#include "{h.name}"' for h in _headers())
     libs = [flag[2:] for flag in _pkg_config("--libs") if flag.startswith("-l")] or ["bpf"]
-    sources = sorted(str(p) for p in HERE.glob("*.c") if p.name != "_native.c")
+    # setuptools wants sources relative to the project root, where the build runs.
+    sources = sorted(f"{HERE.name}/{p.name}" for p in HERE.glob("*.c") if p.name != "_native.c")
     ffibuilder.set_source(
         "xdptest._native",
         includes,
         sources=sources,
-        include_dirs=[str(HERE)],
+        include_dirs=[HERE.name],
         libraries=libs,
-        extra_compile_args=["-O2", "-g", "-Wall", "-Wno-unused-function", "-std=gnu11"],
+        extra_compile_args=["-O2", "-g", "-Wall", "-Wno-unused-function", "-Werror=implicit-function-declaration", "-std=gnu11"],
     )
     return ffibuilder
 
 
 ffibuilder = make_ffibuilder()
-
-if __name__ == "__main__":
-    os.chdir(HERE.parent)
-    ffibuilder.compile(tmpdir=str(HERE.parent / "build" / "cffi"), verbose=True)

@@ -41,6 +41,8 @@ const char *xt_program_section(const struct bpf_program *prog);
 int xt_program_type(const struct bpf_program *prog);
 int xt_program_fd(const struct bpf_program *prog);
 int xt_program_set_autoload(struct bpf_program *prog, int autoload);
+/* Offload: load the program (and its maps) for the device with this ifindex. */
+int xt_obj_set_offload_ifindex(struct bpf_object *obj, unsigned int ifindex);
 
 struct bpf_map *xt_obj_next_map(struct bpf_object *obj, struct bpf_map *prev);
 const char *xt_map_name(const struct bpf_map *map);

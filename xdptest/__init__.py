@@ -40,6 +40,9 @@ _ERRORS = (
     "VerifierError",
     "AttachError",
     "ClosedError",
+    "RingSizeError",
+    "UmemError",
+    "BindError",
 )
 _EXPORTS.update({name: "xdptest.errors" for name in _ERRORS})
 
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
     )
     from xdptest.errors import (
         AttachError,
+        BindError,
         BpfObjectError,
         ClosedError,
         CompileError,
@@ -69,7 +73,9 @@ if TYPE_CHECKING:
         NotSupportedError,
         PermissionDeniedError,
         ProgramNotFoundError,
+        RingSizeError,
         ToolchainError,
+        UmemError,
         VerifierError,
         XdpTestError,
     )

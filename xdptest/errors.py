@@ -98,3 +98,15 @@ class AttachError(XdpTestError, OSError):
 
 class ClosedError(XdpTestError, ValueError):
     """An object was used after ``close()``."""
+
+
+class RingSizeError(ConfigError):
+    """A ring size that the kernel will not accept (sizes are powers of two)."""
+
+
+class UmemError(XdpTestError, OSError):
+    """A UMEM could not be allocated or registered."""
+
+
+class BindError(XdpTestError, OSError):
+    """An AF_XDP socket could not be bound; the message says the likely cause."""

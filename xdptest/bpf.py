@@ -1,0 +1,547 @@
+"""XDP programs: load BPF objects with libbpf, attach them with netlink, read and write their maps,
+and run them on a packet without any topology (BPF_PROG_TEST_RUN).
+
+``XdpProgram.load`` takes a built-in name (``pass``, ``drop``, ``redirect``, ``tx``, ``count``),
+the path of a compiled object, or the path of a ``.c`` source that it compiles with clang.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import errno
+import hashlib
+import os
+import sys
+import tempfile
+import threading
+import weakref
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+from xdptest import _libbpf, caps
+from xdptest._toolchain import compile_bpf
+from xdptest.errors import (
+    AttachError,
+    BpfObjectError,
+    ClosedError,
+    ConfigError,
+    InterfaceNotFoundError,
+    MapError,
+    MapNotFoundError,
+    NotSupportedError,
+    PermissionDeniedError,
+    ProgramNotFoundError,
+    VerifierError,
+)
+from xdptest.nsexec import run_in_netns
+
+if TYPE_CHECKING:
+    from scapy.packet import Packet
+
+    from xdptest.netns import Endpoint, Netns
+
+BUILTIN_PROGRAMS = ("pass", "drop", "redirect", "tx", "count")
+AttachMode = Literal["native", "generic", "offload"]
+Target = Union["Endpoint", str, int]
+
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+XDP_FLAGS_HW_MODE = 1 << 3
+XDP_FLAGS_REPLACE = 1 << 4
+_MODE_FLAGS = {"generic": XDP_FLAGS_SKB_MODE, "native": XDP_FLAGS_DRV_MODE, "offload": XDP_FLAGS_HW_MODE}
+# IFLA_XDP_ATTACHED, as the kernel's number or as pyroute2's name for it.
+_ATTACHED_NAMES: dict[object, str | None] = {
+    0: None, 1: "native", 2: "generic", 3: "offload", 4: "multi",
+    None: None, "xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offload", "xdpmulti": "multi",
+}
+
+BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
+
+
+class XdpAction(IntEnum):
+    """The verdicts of an XDP program, with the kernel's values."""
+
+    ABORTED = 0
+    DROP = 1
+    PASS = 2
+    TX = 3
+    REDIRECT = 4
+
+
+def builtin_program_path(name: str) -> Path:
+    """The compiled object of a built-in program shipped in the package."""
+    if name not in BUILTIN_PROGRAMS:
+        raise ProgramNotFoundError(
+            f"no built-in program {name!r}; built-ins are: {', '.join(BUILTIN_PROGRAMS)}"
+        )
+    path = Path(__file__).resolve().parent / "bpf" / f"{name}.bpf.o"
+    if not path.exists():
+        raise BpfObjectError(
+            f"built-in program {name!r} is missing ({path}): the package was built without clang; "
+            "reinstall with `pip install .` after `apt-get install clang libbpf-dev`"
+        )
+    return path
+
+
+def _compiled_source(source: Path) -> Path:
+    """Compile a .c source once per content into a per-user cache and return the object."""
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDPTEST_CACHE", Path(tempfile.gettempdir()) / f"xdptest-{os.getuid()}"))
+    target = cache / "bpf" / f"{source.stem}-{digest}.o"
+    if not target.exists():
+        compile_bpf(source, target)
+    return target
+
+
+def _resolve_path(path_or_builtin: str | os.PathLike[str]) -> Path:
+    text = os.fspath(path_or_builtin)
+    if text in BUILTIN_PROGRAMS:
+        return builtin_program_path(text)
+    path = Path(text)
+    if not path.exists():
+        raise BpfObjectError(
+            f"{path}: no such file (pass a compiled BPF object, a .c source, or a built-in name: "
+            f"{', '.join(BUILTIN_PROGRAMS)})"
+        )
+    if path.suffix == ".c":
+        return _compiled_source(path)
+    return path
+
+
+@dataclass(frozen=True)
+class _Iface:
+    netns: str | None
+    ifindex: int
+    ifname: str
+
+    def __str__(self) -> str:
+        return f"{self.ifname}@{self.netns}" if self.netns else self.ifname
+
+
+def _iproute(netns: str | None) -> Any:
+    from pyroute2 import IPRoute
+
+    return IPRoute(netns=netns, flags=0) if netns else IPRoute()
+
+
+def _resolve_iface(target: Target, netns: Netns | str | None) -> _Iface:
+    from xdptest.netns import Endpoint
+
+    if isinstance(target, Endpoint):
+        return _Iface(target.netns.name, target.ifindex, target.ifname)
+    ns_name = netns if isinstance(netns, str) or netns is None else netns.name
+    with _iproute(ns_name) as ipr:
+        if isinstance(target, int):
+            links = ipr.get_links(target) if ipr.link_lookup(index=target) else []
+            if not links:
+                raise InterfaceNotFoundError(f"no interface with index {target} in {ns_name or 'this namespace'}")
+            return _Iface(ns_name, target, links[0].get_attr("IFLA_IFNAME"))
+        found = ipr.link_lookup(ifname=target)
+    if not found:
+        raise InterfaceNotFoundError(
+            f"no interface {target!r} in {'namespace ' + ns_name if ns_name else 'this namespace'}"
+        )
+    return _Iface(ns_name, int(found[0]), target)
+
+
+def _xdp_state(iface: _Iface) -> dict[str, int]:
+    """Program ids attached to the interface by mode (``native``, ``generic``, ``offload``)."""
+    with _iproute(iface.netns) as ipr:
+        links = ipr.get_links(iface.ifindex)
+    xdp = links[0].get_attr("IFLA_XDP") if links else None
+    if not xdp:
+        return {}
+    attrs = dict(xdp.get("attrs", [])) if isinstance(xdp, dict) else {}
+    state: dict[str, int] = {}
+    for key, mode in (("IFLA_XDP_DRV_PROG_ID", "native"), ("IFLA_XDP_SKB_PROG_ID", "generic"),
+                      ("IFLA_XDP_HW_PROG_ID", "offload")):
+        if attrs.get(key):
+            state[mode] = int(attrs[key])
+    attached = _ATTACHED_NAMES.get(attrs.get("IFLA_XDP_ATTACHED"))
+    if attached and attached != "multi" and attached not in state and attrs.get("IFLA_XDP_PROG_ID"):
+        state[attached] = int(attrs["IFLA_XDP_PROG_ID"])
+    return state
+
+
+def attached_programs(target: Target, netns: Netns | str | None = None) -> dict[str, int]:
+    """What XDP programs are attached to an interface: ``{mode: program id}``."""
+    return _xdp_state(_resolve_iface(target, netns))
+
+
+def _set_xdp(iface: _Iface, attrs: list[tuple[str, int]]) -> None:
+    with _iproute(iface.netns) as ipr:
+        ipr.link("set", index=iface.ifindex, xdp={"attrs": attrs})
+
+
+class Attachment:
+    """One program attached to one interface in one mode; ``detach()`` (or ``with``) removes it."""
+
+    def __init__(self, program: XdpProgram, iface: _Iface, mode: AttachMode) -> None:
+        self.program = program
+        self.iface = iface
+        self.mode = mode
+        self._attached = True
+
+    @property
+    def attached(self) -> bool:
+        return self._attached
+
+    def detach(self) -> None:
+        """Detach, but only if our program is still the one attached there. Safe to call twice."""
+        if not self._attached:
+            return
+        self._attached = False
+        self.program._attachments.discard(self)
+        flags = _MODE_FLAGS[self.mode] | XDP_FLAGS_REPLACE
+        try:
+            _set_xdp(self.iface, [("IFLA_XDP_FD", -1), ("IFLA_XDP_EXPECTED_FD", self.program.fd),
+                                  ("IFLA_XDP_FLAGS", flags)])
+        except Exception as exc:
+            code = getattr(exc, "code", None)
+            if code in (errno.ENODEV, errno.ENOENT, errno.EEXIST):
+                return  # interface or namespace gone, or someone replaced our program: nothing of ours left
+            if code is None and not os.path.exists(f"/run/netns/{self.iface.netns}") and self.iface.netns:
+                return
+            raise AttachError(code or errno.EIO, f"detaching {self.program.name} from {self.iface}: {exc}") from exc
+
+    def __enter__(self) -> Attachment:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.detach()
+
+    def __repr__(self) -> str:
+        return f"Attachment({self.program.name} on {self.iface}, {self.mode}{'' if self._attached else ', detached'})"
+
+
+class XdpMap:
+    """A map of a loaded object. Keys and values are ints (for sizes 1, 2, 4, 8) or bytes.
+
+    Per-CPU maps return a list with one value per possible CPU; ``update`` on them takes such a
+    list or a single value (written to every CPU).
+    """
+
+    def __init__(self, ref: _libbpf.MapRef, owner: XdpProgram) -> None:
+        self.name = ref.name
+        self.fd = ref.fd
+        self.type = ref.type
+        self.key_size = ref.key_size
+        self.value_size = ref.value_size
+        self.max_entries = ref.max_entries
+        self.per_cpu = ref.type in _libbpf.PERCPU_MAP_TYPES
+        self._ncpus = _libbpf.possible_cpus() if self.per_cpu else 1
+        self._stride = (self.value_size + 7) // 8 * 8 if self.per_cpu else self.value_size
+        self._owner = owner
+
+    @property
+    def type_name(self) -> str:
+        return _libbpf.MAP_TYPE_NAMES.get(self.type, str(self.type))
+
+    def _encode(self, what: str, value: int | bytes, size: int) -> bytes:
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                return value.to_bytes(size, sys.byteorder, signed=value < 0)
+            except OverflowError:
+                raise ConfigError(f"map {self.name}: {what} {value} does not fit in {size} bytes") from None
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            raw = bytes(value)
+            if len(raw) != size:
+                raise ConfigError(f"map {self.name}: {what} has {len(raw)} bytes, the map's {what} size is {size}")
+            return raw
+        raise ConfigError(f"map {self.name}: {what} must be int or bytes, got {type(value).__name__}")
+
+    @staticmethod
+    def _decode(raw: bytes) -> int | bytes:
+        return int.from_bytes(raw, sys.byteorder) if len(raw) in (1, 2, 4, 8) else raw
+
+    def _fd(self) -> int:
+        self._owner._check_open()
+        return self.fd
+
+    def lookup(self, key: int | bytes) -> Any:
+        """The value for ``key`` (list of per-CPU values for per-CPU maps), or None if absent."""
+        try:
+            raw = _libbpf.map_lookup(self._fd(), self._encode("key", key, self.key_size),
+                                     self._stride * self._ncpus)
+        except OSError as exc:
+            raise MapError(exc.errno, f"map {self.name}: lookup of {key!r}: {exc.strerror}") from None
+        if raw is None:
+            return None
+        if not self.per_cpu:
+            return self._decode(raw)
+        return [self._decode(raw[i * self._stride: i * self._stride + self.value_size])
+                for i in range(self._ncpus)]
+
+    def update(self, key: int | bytes, value: Any, flags: int = BPF_ANY) -> None:
+        if self.per_cpu:
+            values = value if isinstance(value, (list, tuple)) else [value] * self._ncpus
+            if len(values) != self._ncpus:
+                raise ConfigError(f"map {self.name}: per-CPU update needs {self._ncpus} values, got {len(values)}")
+            raw = b"".join(self._encode("value", v, self.value_size).ljust(self._stride, b"\0") for v in values)
+        else:
+            raw = self._encode("value", value, self.value_size)
+        try:
+            _libbpf.map_update(self._fd(), self._encode("key", key, self.key_size), raw, flags)
+        except OSError as exc:
+            raise MapError(exc.errno, f"map {self.name}: update of {key!r}: {exc.strerror}") from None
+
+    def delete(self, key: int | bytes) -> bool:
+        """Delete ``key``; return False when it was absent."""
+        try:
+            return _libbpf.map_delete(self._fd(), self._encode("key", key, self.key_size))
+        except OSError as exc:
+            raise MapError(exc.errno, f"map {self.name}: delete of {key!r}: {exc.strerror}") from None
+
+    def keys(self) -> Iterator[int | bytes]:
+        key: bytes | None = None
+        while True:
+            try:
+                key = _libbpf.map_next_key(self._fd(), key, self.key_size)
+            except OSError as exc:
+                raise MapError(exc.errno, f"map {self.name}: iteration: {exc.strerror}") from None
+            if key is None:
+                return
+            yield self._decode(key)
+
+    def items(self) -> list[tuple[int | bytes, Any]]:
+        out = []
+        for key in self.keys():
+            value = self.lookup(key)
+            if value is not None:
+                out.append((key, value))
+        return out
+
+    def sum(self, key: int | bytes) -> Any:
+        """For per-CPU maps of integers: the total over CPUs (0 when the key is absent)."""
+        values = self.lookup(key)
+        if values is None:
+            return 0
+        return sum(values) if isinstance(values, list) else values
+
+    def __repr__(self) -> str:
+        return f"XdpMap({self.name!r}, {self.type_name}, key={self.key_size}, value={self.value_size})"
+
+
+@dataclass(frozen=True)
+class TestRunResult:
+    """What BPF_PROG_TEST_RUN returned for one packet."""
+
+    __test__ = False  # not a pytest test class
+
+    action: XdpAction | int
+    data: bytes
+    duration_ns: int
+    retval: int = field(default=0)
+
+    @property
+    def packet(self) -> Packet:
+        """The output frame dissected by scapy."""
+        from scapy.layers.l2 import Ether
+
+        return Ether(self.data)
+
+
+_live_programs: weakref.WeakSet[XdpProgram] = weakref.WeakSet()
+
+
+class XdpProgram:
+    """A loaded BPF object and the XDP program chosen from it.
+
+    Use :meth:`load`; ``close()`` detaches every attachment made through it and frees the object.
+    """
+
+    def __init__(self, native: _libbpf.NativeObject, prog: _libbpf.ProgramRef, path: Path) -> None:
+        self._native = native
+        self.name = prog.name
+        self.section = prog.section
+        self.path = path
+        self.fd = prog.fd
+        self.id = _libbpf.prog_info(self.fd).id
+        self.maps: Mapping[str, XdpMap] = _MapTable({m.name: XdpMap(m, self) for m in native.maps()})
+        self._attachments: set[Attachment] = set()
+        self._closed = False
+        self._lock = threading.Lock()
+        _live_programs.add(self)
+
+    @classmethod
+    def load(cls, path_or_builtin: str | os.PathLike[str], program: str | None = None, *,
+             offload_to: Endpoint | None = None) -> XdpProgram:
+        """Open and load a BPF object, choosing ``program`` (default: its only XDP program).
+
+        ``offload_to`` loads the object for that device so it can be attached in offload mode.
+        """
+        caps.require(caps.CAP_BPF, caps.CAP_NET_ADMIN, action="loading an XDP program")
+        path = _resolve_path(path_or_builtin)
+        try:
+            native = _libbpf.NativeObject(str(path))
+        except OSError as exc:
+            raise BpfObjectError(f"{path} is not a usable BPF object: {exc.strerror}") from None
+        try:
+            chosen = cls._choose(native, path, program)
+            if offload_to is not None:
+                native.set_offload_ifindex(offload_to.ifindex)
+                run_in_netns(offload_to.netns.name, native.load)
+            else:
+                native.load()
+            return cls(native, chosen, path)
+        except BaseException as exc:
+            native.close()
+            if isinstance(exc, OSError) and not isinstance(exc, (ProgramNotFoundError, BpfObjectError)):
+                raise cls._load_error(exc, path) from None
+            raise
+
+    @staticmethod
+    def _choose(native: _libbpf.NativeObject, path: Path, program: str | None) -> _libbpf.ProgramRef:
+        programs = native.programs()
+        listing = ", ".join(f"{p.name} (section {p.section})" for p in programs) or "none"
+        if program is not None:
+            for p in programs:
+                if p.name == program:
+                    return p
+            raise ProgramNotFoundError(f"{path} has no program {program!r}; programs: {listing}")
+        xdp = [p for p in programs if p.type == _libbpf.BPF_PROG_TYPE_XDP]
+        if not xdp:
+            raise ProgramNotFoundError(
+                f"{path} has no XDP program (put it in SEC(\"xdp\")); programs: {listing}"
+            )
+        if len(xdp) > 1:
+            raise ProgramNotFoundError(
+                f"{path} has several XDP programs; choose one with program=: "
+                f"{', '.join(p.name for p in xdp)}"
+            )
+        return xdp[0]
+
+    @staticmethod
+    def _load_error(exc: OSError, path: Path) -> Exception:
+        log = getattr(exc, "log", "") or ""
+        messages = (getattr(exc, "messages", "") or "").strip()
+        if exc.errno == errno.EPERM and not log:
+            return PermissionDeniedError(
+                f"loading {path}: the kernel refused (EPERM): it needs CAP_BPF and CAP_NET_ADMIN "
+                "(or CAP_SYS_ADMIN) - run as root; on kernels before 5.11 also raise RLIMIT_MEMLOCK"
+            )
+        if log.strip():
+            return VerifierError(exc.errno or errno.EINVAL, f"the verifier rejected {path}", log)
+        return BpfObjectError(f"loading {path} failed: {os.strerror(exc.errno or errno.EINVAL)}\n{messages}")
+
+    # --- attach -------------------------------------------------------------------------------
+
+    def attach(self, target: Target, mode: AttachMode = "native", *,
+               netns: Netns | str | None = None, replace: bool = False) -> Attachment:
+        """Attach to an interface (an ``Endpoint``, or a name/index with ``netns=``).
+
+        Refuses to replace a program someone else attached unless ``replace=True``.
+        """
+        self._check_open()
+        if mode not in _MODE_FLAGS:
+            raise ConfigError(f"attach mode {mode!r}: use 'native', 'generic' or 'offload'")
+        iface = _resolve_iface(target, netns)
+        flags = _MODE_FLAGS[mode] | (0 if replace else XDP_FLAGS_UPDATE_IF_NOEXIST)
+        try:
+            _set_xdp(iface, [("IFLA_XDP_FD", self.fd), ("IFLA_XDP_FLAGS", flags)])
+        except Exception as exc:
+            raise self._attach_error(exc, iface, mode) from None
+        att = Attachment(self, iface, mode)
+        with self._lock:
+            self._attachments.add(att)
+        return att
+
+    def _attach_error(self, exc: Exception, iface: _Iface, mode: str) -> Exception:
+        code = int(getattr(exc, "code", 0) or getattr(exc, "errno", 0) or errno.EIO)
+        detail = str(exc)
+        if code == errno.EBUSY or code == errno.EEXIST:
+            existing = _xdp_state(iface)
+            return AttachError(code, f"{iface} already has an XDP program attached ({existing}); "
+                                     "detach it first or pass replace=True")
+        if code in (errno.EOPNOTSUPP, errno.EINVAL) and mode == "offload":
+            return NotSupportedError("XDP offload", f"{iface} cannot run it ({detail}); offload needs "
+                                     "a device with BPF offload (netdevsim, nfp) and a program loaded "
+                                     "with offload_to=")
+        if code == errno.EOPNOTSUPP:
+            return NotSupportedError(f"{mode} XDP", f"{iface} does not support it ({detail})")
+        if code == errno.EPERM:
+            return PermissionDeniedError(f"attaching to {iface} needs CAP_NET_ADMIN: run as root")
+        return AttachError(code, f"attaching {self.name} to {iface} in {mode} mode: {detail}")
+
+    @property
+    def attachments(self) -> list[Attachment]:
+        with self._lock:
+            return list(self._attachments)
+
+    # --- test run -----------------------------------------------------------------------------
+
+    def run(self, packet: bytes | Packet, repeat: int = 1, *, ingress_ifindex: int | None = None,
+            rx_queue: int | None = None) -> TestRunResult:
+        """Run the program on one packet with BPF_PROG_TEST_RUN (no interface involved)."""
+        self._check_open()
+        data = bytes(packet)
+        if len(data) < 14:
+            raise ConfigError(f"packet of {len(data)} bytes: XDP test runs need at least an Ethernet header (14)")
+        if not 1 <= repeat <= 2**31:
+            raise ConfigError(f"repeat must be at least 1, got {repeat}")
+        try:
+            raw = _libbpf.prog_test_run(self.fd, data, repeat, ingress_ifindex, rx_queue,
+                                        out_size=len(data) + 4096)
+        except OSError as exc:
+            if exc.errno == errno.EPERM:
+                raise PermissionDeniedError("BPF_PROG_TEST_RUN needs CAP_BPF (run as root)") from None
+            raise NotSupportedError("BPF_PROG_TEST_RUN", f"the kernel refused: {exc.strerror}") from None
+        try:
+            action: XdpAction | int = XdpAction(raw.retval)
+        except ValueError:
+            action = raw.retval
+        return TestRunResult(action=action, data=raw.data, duration_ns=raw.duration_ns, retval=raw.retval)
+
+    # --- lifetime -----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"program {self.name} was closed")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Detach everywhere, then free the object. Safe to call twice."""
+        if self._closed:
+            return
+        errors: list[Exception] = []
+        for att in self.attachments:
+            try:
+                att.detach()
+            except Exception as exc:
+                errors.append(exc)
+        self._closed = True
+        _live_programs.discard(self)
+        self._native.close()
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> XdpProgram:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"XdpProgram({self.name!r} from {self.path.name}, id={self.id}{', closed' if self._closed else ''})"
+
+
+class _MapTable(dict[str, XdpMap]):
+    def __missing__(self, key: str) -> XdpMap:
+        raise MapNotFoundError(f"no map {key!r}; maps: {', '.join(sorted(self)) or 'none'}")
+
+
+@atexit.register
+def _detach_all() -> None:
+    """Attachments outlive the process in the kernel: never leave one behind."""
+    for prog in list(_live_programs):
+        with contextlib.suppress(Exception):
+            prog.close()
