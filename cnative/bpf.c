@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -212,6 +213,21 @@ int xt_prog_info(int prog_fd, struct xt_prog_info *info)
 	memcpy(info->name, kinfo.name, sizeof(info->name));
 	info->name[sizeof(info->name) - 1] = '\0';
 	return 0;
+}
+
+int xt_prog_name_by_id(unsigned int id, char *name)
+{
+	struct xt_prog_info info;
+	int fd, err;
+
+	fd = bpf_prog_get_fd_by_id(id);
+	if (fd < 0)
+		return -errno;
+	err = xt_prog_info(fd, &info);
+	close(fd);
+	if (!err)
+		memcpy(name, info.name, sizeof(info.name));
+	return err;
 }
 
 int xt_prog_test_run(int prog_fd, const void *data_in, unsigned int size_in, void *data_out,

@@ -60,5 +60,7 @@ int xt_map_delete(int fd, const void *key);
 int xt_map_next_key(int fd, const void *key, void *next_key);
 
 int xt_prog_info(int prog_fd, struct xt_prog_info *info);
+/* The name of the program with this id (16 bytes with the NUL). */
+int xt_prog_name_by_id(unsigned int id, char *name);
 int xt_prog_test_run(int prog_fd, const void *data_in, unsigned int size_in, void *data_out,
 		     unsigned int size_out, unsigned int repeat, struct xt_test_run *run);

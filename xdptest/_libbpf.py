@@ -189,6 +189,12 @@ def prog_info(fd: int) -> ProgInfo:
     return ProgInfo(id=int(info.id), type=int(info.type), name=ffi.string(info.name).decode())
 
 
+def prog_info_by_id(prog_id: int) -> str:
+    """The name of a loaded program, or '' if it is gone or unreadable."""
+    ret = lib.xt_prog_name_by_id(prog_id, _name_buf := ffi.new("char[16]"))
+    return ffi.string(_name_buf).decode() if ret == 0 else ""
+
+
 @dataclass(frozen=True)
 class RawTestRun:
     retval: int

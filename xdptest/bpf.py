@@ -365,6 +365,7 @@ class XdpProgram:
         self.id = _libbpf.prog_info(self.fd).id
         self.maps: Mapping[str, XdpMap] = _MapTable({m.name: XdpMap(m, self) for m in native.maps()})
         self._attachments: set[Attachment] = set()
+        self.default_mode: AttachMode = "native"  # used by attach() when no mode is given
         self._closed = False
         self._lock = threading.Lock()
         _live_programs.add(self)
@@ -432,13 +433,16 @@ class XdpProgram:
 
     # --- attach -------------------------------------------------------------------------------
 
-    def attach(self, target: Target, mode: AttachMode = "native", *,
+    def attach(self, target: Target, mode: AttachMode | None = None, *,
                netns: Netns | str | None = None, replace: bool = False) -> Attachment:
         """Attach to an interface (an ``Endpoint``, or a name/index with ``netns=``).
 
+        ``mode`` is ``native`` (driver), ``generic`` (skb) or ``offload``; default
+        ``self.default_mode`` (``native``, or the ``xdp_attach_mode`` fixture's value).
         Refuses to replace a program someone else attached unless ``replace=True``.
         """
         self._check_open()
+        mode = mode or self.default_mode
         if mode not in _MODE_FLAGS:
             raise ConfigError(f"attach mode {mode!r}: use 'native', 'generic' or 'offload'")
         iface = _resolve_iface(target, netns)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from xdptest import caps, registry
 from xdptest.errors import ConfigError, InterfaceNotFoundError, NamespaceError, NetlinkError
-from xdptest.nsexec import netns_path, netns_socket, set_gro
+from xdptest.nsexec import netns_path, netns_socket, run_in_netns, set_gro
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -239,6 +239,18 @@ class Endpoint:
         return f"{self.ifname}@{self.netns.name}"
 
 
+def _disable_ipv6(ns: Netns, ifname: str) -> None:
+    """Keep an IPv4-only link silent: no router solicitations or DAD probes among test frames."""
+    path = f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"
+
+    def write() -> None:
+        # /proc/sys/net resolves to the namespace of the thread that opens it.
+        with contextlib.suppress(FileNotFoundError), open(path, "w") as f:
+            f.write("1")
+
+    run_in_netns(ns.name, write)
+
+
 def _wait_operstate_up(end: Endpoint, timeout: float = 5.0) -> None:
     """Wait until the kernel has activated the link (until then its qdisc drops everything)."""
     deadline = time.monotonic() + timeout
@@ -275,7 +287,8 @@ class VethPair:
 
     ``queues`` sets both ends' rx and tx queue counts (``rx_queues``/``tx_queues`` set them
     apart); addresses default to 198.18.0.1/24 and .2 (the benchmarking range), IPv6 to
-    2001:2::1/64 and ::2 (no DAD). Each end has a permanent neighbour entry for the other, and GRO
+    2001:2::1/64 and ::2 (no DAD); with ``ipv6=False`` IPv6 is disabled on the link, so no
+    stray router solicitations mix with test traffic. Each end has a permanent neighbour entry for the other, and GRO
     is on at both ends so that frames XDP sends into the veth are not dropped (see module doc).
     """
 
@@ -356,6 +369,8 @@ class VethPair:
     @staticmethod
     def _configure(ns: Netns, ifname: str, mac: str, mtu: int, v4: Any, v6: Any, queues: int,
                    gro: bool) -> Endpoint:
+        if v6 is None:
+            _disable_ipv6(ns, ifname)
         with ns.iproute() as ipr:
             index = int(ipr.link_lookup(ifname=ifname)[0])
             try:

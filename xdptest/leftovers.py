@@ -1,0 +1,111 @@
+"""``xdptest-leftovers``: find, and optionally remove, what the kit left on this machine.
+
+Lists ``xt*`` network namespaces, ``xt*`` links in the current namespace, and XDP programs of the
+kit (names starting ``xt_``) attached to interfaces here. ``--check`` exits 1 when anything is
+found (CI runs it after the suite); ``--remove`` removes the namespaces recorded by processes that
+died, and with ``--all`` every ``xt*`` namespace that no live kit process owns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+from xdptest import registry
+from xdptest.nsexec import NETNS_RUN_DIR
+
+
+@dataclass
+class Leftovers:
+    namespaces: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    programs: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.namespaces or self.links or self.programs)
+
+
+def _live_owned() -> set[str]:
+    """Namespaces recorded by kit processes that are still running."""
+    owned: set[str] = set()
+    if not registry.STATE_DIR.is_dir():
+        return owned
+    for path in registry.STATE_DIR.glob("*.json"):
+        try:
+            body = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if registry._is_alive(int(body.get("pid", 0)), body.get("start")):
+            owned.update(body.get("netns", []))
+    return owned
+
+
+def find(include_live: bool = False) -> Leftovers:
+    """What the kit left behind; namespaces of live kit processes count only with include_live."""
+    found = Leftovers()
+    live = set() if include_live else _live_owned()
+    with contextlib.suppress(FileNotFoundError):
+        found.namespaces = sorted(
+            n for n in os.listdir(NETNS_RUN_DIR) if n.startswith(registry.PREFIX) and n not in live
+        )
+    from pyroute2 import IPRoute
+
+    from xdptest.bpf import _xdp_state
+    from xdptest.bpf import _Iface as Iface
+    from xdptest._libbpf import prog_info_by_id
+
+    with IPRoute() as ipr:
+        for link in ipr.get_links():
+            name = link.get_attr("IFLA_IFNAME")
+            if name.startswith(registry.PREFIX):
+                found.links.append(name)
+            for mode, prog_id in _xdp_state(Iface(None, link["index"], name)).items():
+                prog_name = prog_info_by_id(prog_id)
+                if prog_name.startswith("xt_"):
+                    found.programs.append(f"{prog_name} (id {prog_id}) on {name} ({mode})")
+    return found
+
+
+def remove(all_unowned: bool = False) -> list[str]:
+    """Remove namespaces of dead kit processes (and with all_unowned, any unowned xt* one)."""
+    from xdptest.netns import _remove_netns, reap_leftovers
+
+    removed = reap_leftovers()
+    if all_unowned:
+        for name in find().namespaces:
+            with contextlib.suppress(FileNotFoundError):
+                _remove_netns(name)
+                removed.append(name)
+    return removed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xdptest-leftovers", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if anything is left behind")
+    parser.add_argument("--remove", action="store_true",
+                        help="remove namespaces recorded by kit processes that died")
+    parser.add_argument("--all", action="store_true",
+                        help="with --remove: also every xt* namespace no live kit process owns")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("xdptest-leftovers: run as root (it reads and removes namespaces)", file=sys.stderr)
+        return 2
+    if args.remove:
+        for name in remove(args.all):
+            print(f"removed namespace {name}")
+    found = find()
+    for kind, items in (("namespace", found.namespaces), ("link", found.links),
+                        ("attached program", found.programs)):
+        for item in items:
+            print(f"left behind: {kind} {item}")
+    if not found:
+        print("xdptest-leftovers: nothing left behind")
+    return 1 if (args.check and found) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
