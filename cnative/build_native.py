@@ -62,7 +62,10 @@ def make_ffibuilder() -> FFI:
         sources=sources,
         include_dirs=[HERE.name],
         libraries=libs,
-        extra_compile_args=["-O2", "-g", "-Wall", "-Wno-unused-function", "-Werror=implicit-function-declaration", "-std=gnu11"],
+        extra_compile_args=[
+            "-O2", "-g", "-Wall", "-Wno-unused-function",
+            "-Werror=implicit-function-declaration", "-std=gnu11",
+        ],
     )
     return ffibuilder
 

@@ -46,7 +46,38 @@ _ERRORS = (
 )
 _EXPORTS.update({name: "xdptest.errors" for name in _ERRORS})
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = [
+    "BUILTIN_PROGRAMS",
+    "AttachError",
+    "Attachment",
+    "BindError",
+    "BpfObjectError",
+    "ClosedError",
+    "CompileError",
+    "ConfigError",
+    "Endpoint",
+    "InterfaceNotFoundError",
+    "MapError",
+    "MapNotFoundError",
+    "NamespaceError",
+    "NetlinkError",
+    "Netns",
+    "NotSupportedError",
+    "PermissionDeniedError",
+    "ProgramNotFoundError",
+    "RingSizeError",
+    "TestRunResult",
+    "ToolchainError",
+    "UmemError",
+    "VerifierError",
+    "VethPair",
+    "XdpAction",
+    "XdpMap",
+    "XdpProgram",
+    "XdpTestError",
+    "__version__",
+    "builtin_program_path",
+]
 
 if TYPE_CHECKING:
     from xdptest.bpf import (

@@ -127,7 +127,8 @@ class _Iface:
 def _iproute(netns: str | None) -> Any:
     from pyroute2 import IPRoute
 
-    return IPRoute(netns=netns, flags=0) if netns else IPRoute()
+    # ext_ack: the kernel's own sentence for a refusal (e.g. veth's queue rule) reaches the error.
+    return IPRoute(netns=netns, flags=0, ext_ack=True) if netns else IPRoute(ext_ack=True)
 
 
 def _resolve_iface(target: Target, netns: Netns | str | None) -> _Iface:
@@ -458,11 +459,11 @@ class XdpProgram:
 
     def _attach_error(self, exc: Exception, iface: _Iface, mode: str) -> Exception:
         code = int(getattr(exc, "code", 0) or getattr(exc, "errno", 0) or errno.EIO)
-        detail = str(exc)
+        detail = str(exc.args[1]) if len(exc.args) > 1 and isinstance(exc.args[1], str) else str(exc)
         if code == errno.EBUSY or code == errno.EEXIST:
             existing = _xdp_state(iface)
-            return AttachError(code, f"{iface} already has an XDP program attached ({existing}); "
-                                     "detach it first or pass replace=True")
+            return AttachError(code, f"{iface} already has an XDP program attached ({existing}): "
+                                     f"{detail}; detach it first or pass replace=True")
         if code in (errno.EOPNOTSUPP, errno.EINVAL) and mode == "offload":
             return NotSupportedError("XDP offload", f"{iface} cannot run it ({detail}); offload needs "
                                      "a device with BPF offload (netdevsim, nfp) and a program loaded "

@@ -54,9 +54,9 @@ def find(include_live: bool = False) -> Leftovers:
         )
     from pyroute2 import IPRoute
 
-    from xdptest.bpf import _xdp_state
-    from xdptest.bpf import _Iface as Iface
     from xdptest._libbpf import prog_info_by_id
+    from xdptest.bpf import _Iface as Iface
+    from xdptest.bpf import _xdp_state
 
     with IPRoute() as ipr:
         for link in ipr.get_links():

@@ -41,6 +41,8 @@ DEFAULT_IPV6 = ("2001:2::1/64", "2001:2::2/64")  # RFC 5180 benchmarking range
 IFA_F_NODAD = 0x02
 NUD_PERMANENT = 0x80
 
+Socket = socket.socket  # the methods named `socket` below shadow the module in class bodies
+
 _live: weakref.WeakSet[Netns] = weakref.WeakSet()
 _reaped = False
 _reap_lock = threading.Lock()
@@ -50,8 +52,8 @@ def _iproute(netns: str | None) -> IPRoute:
     from pyroute2 import IPRoute
 
     if netns is None:
-        return IPRoute()
-    return IPRoute(netns=netns, flags=0)
+        return IPRoute(ext_ack=True)
+    return IPRoute(netns=netns, flags=0, ext_ack=True)
 
 
 def _remove_netns(name: str) -> None:
@@ -85,7 +87,9 @@ def _validate_name(name: str) -> None:
 
 def _netlink_error(exc: Exception, what: str) -> NetlinkError:
     code = getattr(exc, "code", None) or getattr(exc, "errno", None) or errno.EIO
-    return NetlinkError(code, f"{what}: {os.strerror(code)}")
+    args: tuple[object, ...] = tuple(getattr(exc, "args", ()))
+    detail = args[1] if len(args) > 1 and isinstance(args[1], str) else os.strerror(code)
+    return NetlinkError(code, f"{what}: {detail}")
 
 
 class Netns:
@@ -135,7 +139,7 @@ class Netns:
         self._check_open()
         return _iproute(self.name)
 
-    def socket(self, family: int, type_: int, proto: int = 0) -> socket.socket:
+    def socket(self, family: int, type_: int, proto: int = 0) -> Socket:
         """A socket living in this namespace (created on a short-lived thread)."""
         self._check_open()
         return netns_socket(self.name, family, type_, proto)
@@ -209,7 +213,7 @@ class Endpoint:
     def iproute(self) -> IPRoute:
         return self.netns.iproute()
 
-    def socket(self, family: int, type_: int, proto: int = 0) -> socket.socket:
+    def socket(self, family: int, type_: int, proto: int = 0) -> Socket:
         return self.netns.socket(family, type_, proto)
 
     def link(self) -> Any:
@@ -225,7 +229,7 @@ class Endpoint:
     def set_gro(self, enabled: bool) -> None:
         set_gro(self.netns.name, self.ifname, enabled)
 
-    def udp_socket(self, ipv6: bool = False) -> socket.socket:
+    def udp_socket(self, ipv6: bool = False) -> Socket:
         """A UDP socket in this endpoint's namespace, bound to its address."""
         family = socket.AF_INET6 if ipv6 else socket.AF_INET
         addr = self.ipv6 if ipv6 else self.ipv4

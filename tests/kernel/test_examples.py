@@ -1,0 +1,18 @@
+"""The examples are run the way a stranger runs them: a separate pytest session in their folder."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def test_udp_port_counter_example_passes(pytester: pytest.Pytester) -> None:
+    example = ROOT / "examples" / "udp_port_counter"
+    for item in example.iterdir():
+        shutil.copy(item, pytester.path / item.name)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*native*PASSED*", "*generic*PASSED*"])
