@@ -15,6 +15,8 @@ Fixtures (all function scope):
     Two namespaces joined by a veth pair (see ``VethPair`` for ``options``).
 ``xdp_program(path_or_builtin, program=None)`` -> :class:`xdptest.XdpProgram`
     A loaded program; attachments made with it are detached at teardown.
+``netdevsim(ports=1, queues=1)`` -> :class:`xdptest.netdevsim.Netdevsim`
+    A netdevsim device; skips with the reason where the kernel has no netdevsim.
 """
 
 from __future__ import annotations
@@ -29,6 +31,32 @@ import pytest
 if TYPE_CHECKING:
     from xdptest.bpf import XdpProgram
     from xdptest.netns import Netns, VethPair
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("xdptest", "xdptest: XDP and AF_XDP testing")
+    group.addoption(
+        "--xdptest-kernel", dest="xdptest_kernel", metavar="KERNEL", default=None,
+        help="run the session inside a guest booting KERNEL: debian-6.1, debian-6.12, or the path "
+             "of a kernel image (KVM where it can boot it, emulation otherwise)",
+    )
+    parser.addini("xdptest_kernel", "default for --xdptest-kernel", default="")
+
+
+def _kernel_option(config: pytest.Config) -> str | None:
+    value = config.getoption("xdptest_kernel") or config.getini("xdptest_kernel")
+    return str(value) if value else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """With --xdptest-kernel, the whole session runs in a guest and its exit status is ours."""
+    kernel = _kernel_option(config)
+    if not kernel or os.environ.get("XDPTEST_IN_GUEST"):
+        return None
+    from xdptest.vm import run_pytest_in_guest
+
+    return run_pytest_in_guest(config, kernel)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -124,6 +152,28 @@ def xdp_program(xdp_attach_mode: str) -> Iterator[Callable[..., XdpProgram]]:
         prog.default_mode = xdp_attach_mode  # type: ignore[assignment]
         cleanup.push(prog.close)
         return prog
+
+    yield make
+    cleanup.run()
+
+
+@pytest.fixture
+def netdevsim() -> Iterator[Callable[..., Any]]:
+    """Factory: ``netdevsim(ports=1, queues=1, **options)`` -> a ``Netdevsim`` device.
+
+    Skips the test, with the reason, where the running kernel has no netdevsim.
+    """
+    from xdptest.netdevsim import Netdevsim, netdevsim_unavailable_reason
+
+    reason = netdevsim_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    cleanup = _Cleanup()
+
+    def make(ports: int = 1, queues: int = 1, **options: Any) -> Any:
+        dev = Netdevsim(ports=ports, queues=queues, **options)
+        cleanup.push(dev.close)
+        return dev
 
     yield make
     cleanup.run()
