@@ -1,0 +1,177 @@
+"""The thin typed layer over the generator and verifier C code (``cnative/stamp.*``).
+
+Turns :class:`xdptest.packets.Template` and :class:`xdptest.packets.Vary` into the C structures
+(keeping their buffers alive), and wraps the verifier's counters in plain dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from xdptest._native import ffi, lib
+from xdptest.errors import ConfigError
+from xdptest.packets import (
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    KIND_IPV6,
+    KIND_SIZE,
+    STAMP_SIZE,
+    Template,
+    Vary,
+    _ones_sum,
+)
+
+MAX_VARY = int(lib.XT_MAX_VARY)
+MAX_STREAMS = int(lib.XT_MAX_STREAMS)
+HIST_BUCKETS = int(lib.XT_HIST_BUCKETS)
+
+
+def monotonic_ns() -> int:
+    return int(lib.xt_monotonic_ns())
+
+
+class GenSpec:
+    """A C ``struct xt_gen``: templates, variations and the stream id of one sender."""
+
+    def __init__(self, templates: list[Template], varies: list[Vary], stream: int, seed: int = 0) -> None:
+        if not templates:
+            raise ConfigError("no packet templates to send")
+        if len(varies) > MAX_VARY:
+            raise ConfigError(f"at most {MAX_VARY} --vary options, got {len(varies)}")
+        if not 0 <= stream < MAX_STREAMS:
+            raise ConfigError(f"stream id {stream} is outside 0-{MAX_STREAMS - 1}")
+        size_vary = [v for v in varies if v.kind == KIND_SIZE]
+        self.max_len = max([t.size for t in templates] + [v.hi for v in size_vary])
+        self._keep: list[Any] = []
+        self._tmpl = ffi.new("struct xt_gen_tmpl[]", len(templates))
+        for i, t in enumerate(templates):
+            if size_vary and size_vary[0].lo < t.size:
+                raise ConfigError(f"--vary size: {size_vary[0].lo} is below the template's own "
+                                  f"{t.size} bytes; build the template at the smallest size")
+            data = ffi.new("unsigned char[]", t.frame.ljust(self.max_len, b"\0"))
+            self._keep.append(data)
+            c = self._tmpl[i]
+            c.data = data
+            c.len = t.size
+            c.stamp_off = t.stamp_offset
+            c.l3_off = t.l3_offset
+            c.l3_version = t.l3_version
+            c.l4_off = t.l4_offset
+            c.l4_proto = t.l4_proto
+            c.l4_csum_off = (t.l4_offset + 6 if t.l4_proto == IPPROTO_UDP
+                             else t.l4_offset + 16 if t.l4_proto == IPPROTO_TCP else -1)
+            c.pad_sum = _ones_sum(t.frame[t.stamp_offset + STAMP_SIZE:])
+        self.c = ffi.new("struct xt_gen *")
+        self.c.tmpl = self._tmpl
+        self.c.ntmpl = len(templates)
+        self.c.nvary = len(varies)
+        self.c.stream = stream
+        self.c.seed = seed or 0x9E3779B97F4A7C15
+        for i, v in enumerate(varies):
+            cv = self.c.vary[i]
+            cv.kind = v.kind
+            cv.offset = v.offset
+            cv.lo = v.lo & 0xFFFFFFFFFFFFFFFF
+            cv.lo_hi = v.lo >> 64 if v.kind == KIND_IPV6 else 0
+            cv.count = v.count & 0xFFFFFFFFFFFFFFFF
+            cv.random = int(v.random)
+
+    def build(self, first: int, n: int, seq0: int, ts: int = 0) -> list[bytes]:
+        """Frames number first..first+n-1 as the TX loop would build them (tests, pcap writing)."""
+        stride = self.max_len
+        out = ffi.new("unsigned char[]", stride * n)
+        lens = ffi.new("unsigned int[]", n)
+        lib.xt_gen_build(self.c, first, n, seq0 & 0xFFFFFFFF, ts & 0xFFFFFFFF, out, stride, lens)
+        buf = ffi.buffer(out)
+        return [bytes(buf[i * stride: i * stride + lens[i]]) for i in range(n)]
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    stream: int
+    received: int
+    unique: int
+    duplicated: int
+    reordered: int
+    late: int
+    highest: int
+
+
+@dataclass(frozen=True)
+class VerifyTotals:
+    frames: int
+    bytes: int
+    stamped: int
+    corrupted: int
+    foreign: int
+    latency_min: int
+    latency_max: int
+    latency_sum: int
+    latency_samples: int
+    first_ns: int
+    last_ns: int
+
+
+class Verifier:
+    """A C verifier: feed received frames, read per-stream accounting and latencies."""
+
+    def __init__(self) -> None:
+        ptr = lib.xt_verifier_new()
+        if ptr == ffi.NULL:
+            raise MemoryError("cannot allocate a verifier")
+        self.c = ffi.gc(ptr, lib.xt_verifier_free)
+
+    def feed(self, frames: list[bytes], now_ns: int = 0) -> None:
+        """Check frames handed over from Python (tests; the RX loops feed in C)."""
+        if not frames:
+            return
+        stride = max(len(f) for f in frames)
+        buf = ffi.new("unsigned char[]", b"".join(f.ljust(stride, b"\0") for f in frames))
+        lens = ffi.new("unsigned int[]", [len(f) for f in frames])
+        lib.xt_verifier_feed(self.c, buf, stride, lens, len(frames), now_ns)
+
+    def totals(self) -> VerifyTotals:
+        t = ffi.new("struct xt_verify_totals *")
+        lib.xt_verifier_totals(self.c, t)
+        return VerifyTotals(*(int(getattr(t, f)) for f in VerifyTotals.__dataclass_fields__))
+
+    def stream(self, stream: int) -> StreamResult | None:
+        r = ffi.new("struct xt_stream_result *")
+        if lib.xt_verifier_stream(self.c, stream, r) <= 0:
+            return None
+        return StreamResult(stream, *(int(getattr(r, f)) for f in list(StreamResult.__dataclass_fields__)[1:]))
+
+    def streams(self) -> list[StreamResult]:
+        return [s for s in (self.stream(i) for i in range(MAX_STREAMS)) if s is not None]
+
+    def histogram(self) -> list[int]:
+        buckets = ffi.new("unsigned long long[]", HIST_BUCKETS)
+        lib.xt_verifier_histogram(self.c, buckets)
+        return list(buckets)
+
+    def merge(self, other: Verifier) -> None:
+        lib.xt_verifier_merge(self.c, other.c)
+
+    def reset(self) -> None:
+        lib.xt_verifier_reset(self.c)
+
+
+_BUCKET_VALUES = [int(lib.xt_hist_bucket_value(i)) for i in range(HIST_BUCKETS)]
+
+
+def percentiles(histogram: list[int], quantiles: tuple[float, ...], lo: int, hi: int) -> list[int]:
+    """Values at the given quantiles (0..1) from histogram buckets, clamped to the exact min/max."""
+    total = sum(histogram)
+    out: list[int] = []
+    if total == 0:
+        return [0 for _ in quantiles]
+    for q in quantiles:
+        rank = max(1, int(q * total + 0.999999))
+        seen = 0
+        for i, count in enumerate(histogram):
+            seen += count
+            if seen >= rank:
+                out.append(min(max(_BUCKET_VALUES[i], lo), hi))
+                break
+    return out
