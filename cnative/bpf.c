@@ -12,6 +12,10 @@
 
 #include "xt_bpf.h"
 
+#ifndef BPF_F_TEST_XDP_LIVE_FRAMES
+#define BPF_F_TEST_XDP_LIVE_FRAMES (1U << 1)
+#endif
+
 /* libbpf prints through one global callback; keep each thread's messages apart. */
 #define XT_MSG_CAP 8192
 static __thread char xt_msgs[XT_MSG_CAP];
@@ -239,9 +243,15 @@ int xt_prog_test_run(int prog_fd, const void *data_in, unsigned int size_in, voi
 		.rx_queue_index = run->rx_queue_index,
 	};
 	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = data_in, .data_size_in = size_in,
-		    .data_out = data_out, .data_size_out = size_out, .repeat = repeat);
+		    .data_out = data_out, .data_size_out = size_out, .repeat = repeat,
+		    .flags = run->flags, .batch_size = run->batch_size);
 	int err;
 
+	if (run->flags & BPF_F_TEST_XDP_LIVE_FRAMES) {
+		/* live frames take no output buffer */
+		opts.data_out = NULL;
+		opts.data_size_out = 0;
+	}
 	if (run->use_ctx) {
 		opts.ctx_in = &ctx;
 		opts.ctx_size_in = sizeof(ctx);

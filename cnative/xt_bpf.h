@@ -23,6 +23,8 @@ struct xt_test_run {
 	unsigned int ingress_ifindex;
 	unsigned int rx_queue_index;
 	int use_ctx;
+	unsigned int flags;		/* BPF_F_TEST_* (e.g. BPF_F_TEST_XDP_LIVE_FRAMES = 2) */
+	unsigned int batch_size;	/* live frames: frames per batch (0: kernel default) */
 };
 
 int xt_native_abi(void);

@@ -203,9 +203,11 @@ class RawTestRun:
 
 
 def prog_test_run(fd: int, data: bytes, repeat: int, ingress_ifindex: int | None,
-                  rx_queue: int | None, out_size: int) -> RawTestRun:
+                  rx_queue: int | None, out_size: int, flags: int = 0, batch_size: int = 0) -> RawTestRun:
     out = ffi.new("char[]", out_size)
     run = ffi.new("struct xt_test_run *")
+    run.flags = flags
+    run.batch_size = batch_size
     if ingress_ifindex is not None or rx_queue is not None:
         run.use_ctx = 1
         run.ingress_ifindex = ingress_ifindex or 0

@@ -513,6 +513,19 @@ class XdpProgram:
     def closed(self) -> bool:
         return self._closed
 
+    def keep(self) -> list[str]:
+        """For ``--xdptest-keep``: free the object but leave the program attached where it is
+        attached inside a namespace (it goes when the namespace goes); detach it elsewhere.
+        Returns the namespaces it stays attached in."""
+        kept = []
+        for att in self.attachments:
+            if att.iface.netns:
+                att._attached = False
+                self._attachments.discard(att)
+                kept.append(att.iface.netns)
+        self.close()
+        return kept
+
     def close(self) -> None:
         """Detach everywhere, then free the object. Safe to call twice."""
         if self._closed:

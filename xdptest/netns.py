@@ -159,6 +159,18 @@ class Netns:
             raise InterfaceNotFoundError(f"no interface {ifname!r} in namespace {self.name}")
         return int(found[0])
 
+    def keep(self) -> bool:
+        """Leave the namespace in place past this process (``--xdptest-keep``).
+
+        It stays recorded, so the next run of the kit, once this process is gone, removes it.
+        Returns False if it was already closed.
+        """
+        if self._closed:
+            return False
+        self._closed = True
+        _live.discard(self)
+        return True
+
     def close(self) -> None:
         """Remove the namespace (its interfaces go with it). Safe to call twice."""
         if self._closed:
@@ -412,6 +424,11 @@ class VethPair:
     @property
     def endpoints(self) -> tuple[Endpoint, Endpoint]:
         return self.a, self.b
+
+    def keep(self) -> list[str]:
+        """Keep the namespaces this pair created (see ``Netns.keep``); return their names."""
+        self._closed = True
+        return [ns.name for ns in self._owned if ns.keep()]
 
     def close(self) -> None:
         """Remove the pair and the namespaces it created. Safe to call twice."""

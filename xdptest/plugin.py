@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+pytest.register_assert_rewrite("xdptest.assertions")
+
 if TYPE_CHECKING:
     from xdptest.bpf import XdpProgram
     from xdptest.netns import Netns, VethPair
@@ -41,6 +43,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "of a kernel image (KVM where it can boot it, emulation otherwise)",
     )
     parser.addini("xdptest_kernel", "default for --xdptest-kernel", default="")
+    group.addoption(
+        "--xdptest-keep", dest="xdptest_keep", action="store_true", default=None,
+        help="keep the namespaces of a failed test for inspection and print how to enter them "
+             "(the next run of the kit removes them)",
+    )
+    parser.addini("xdptest_keep", "default for --xdptest-keep", type="bool", default=False)
 
 
 def _kernel_option(config: pytest.Config) -> str | None:
@@ -63,29 +71,90 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "kernel: needs root and a kernel with XDP; creates real namespaces and programs"
     )
+    config.addinivalue_line(
+        "markers",
+        "requires_feature(*names): skip where a kernel feature is missing (need_wakeup, busy_poll, "
+        "live_frames, multi_buffer, netdevsim, zerocopy, hugepages, af_xdp), but fail where the "
+        "kernel is new enough that it must be there",
+    )
+
+
+def _keep(config: pytest.Config) -> bool:
+    value = config.getoption("xdptest_keep")
+    return bool(config.getini("xdptest_keep") if value is None else value)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    lines = [f"xdptest: kernel {platform.release()}"]
+    lines = [f"xdptest: kernel {platform.release()}, euid {os.geteuid()}"]
     try:
+        from xdptest import features
         from xdptest._libbpf import libbpf_version
 
-        lines.append(f"xdptest: libbpf {libbpf_version()}, euid {os.geteuid()}")
+        lines.append(f"xdptest: libbpf {libbpf_version()}; features: {features.summary()}")
     except Exception as exc:  # the header must never break a session
         lines.append(f"xdptest: native part unavailable ({exc})")
     return lines
 
 
-class _Cleanup:
-    """Runs every teardown step even when one fails; re-raises the first failure."""
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("requires_feature"):
+        from xdptest import features
 
-    def __init__(self) -> None:
+        for name in mark.args:
+            status = features.probe(name)
+            if status.present:
+                continue
+            if status.required_by_kernel:
+                pytest.fail(f"kernel {platform.release()} should have {name} (Linux {status.since}+), "
+                            f"but the probe says: {status.reason}", pytrace=False)
+            pytest.skip(f"{name} not available: {status.reason}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_failed_key] = report.failed
+    return report
+
+
+_failed_key = pytest.StashKey[bool]()
+
+
+def _test_failed(request: pytest.FixtureRequest) -> bool:
+    return bool(request.node.stash.get(_failed_key, False))
+
+
+class _Cleanup:
+    """Runs every teardown step even when one fails; re-raises the first failure.
+
+    Topology steps are kept instead, with ``--xdptest-keep``, when the test failed.
+    """
+
+    def __init__(self, request: pytest.FixtureRequest | None = None, announce: bool = True) -> None:
         self._steps: list[Callable[[], None]] = []
+        self._keepers: list[Callable[[], list[str]]] = []
+        self._request = request
+        self._announce = announce
 
     def push(self, step: Callable[[], None]) -> None:
         self._steps.append(step)
 
+    def keepable(self, step: Callable[[], None], keep: Callable[[], list[str]]) -> None:
+        """A teardown step that ``--xdptest-keep`` replaces by ``keep`` (returns namespace names)."""
+        self._steps.append(step)
+        self._keepers.append(keep)
+
     def run(self) -> None:
+        req = self._request
+        if req is not None and self._keepers and _keep(req.config) and _test_failed(req):
+            names = sorted({n for keep in self._keepers for n in keep()})
+            self._steps.clear()
+            if names and self._announce:
+                lines = [f"  ip netns exec {n} bash" for n in names]
+                print(f"\nxdptest: kept the topology of {req.node.nodeid} (the next run of the kit "
+                      "removes it); enter it with:\n" + "\n".join(lines))
+            return
         first: BaseException | None = None
         while self._steps:
             step = self._steps.pop()
@@ -104,15 +173,15 @@ def xdp_attach_mode() -> str:
 
 
 @pytest.fixture
-def xdp_netns() -> Iterator[Callable[..., Netns]]:
+def xdp_netns(request: pytest.FixtureRequest) -> Iterator[Callable[..., Netns]]:
     """Factory: ``xdp_netns(name=None)`` -> a fresh ``Netns`` with ``lo`` up."""
     from xdptest.netns import Netns
 
-    cleanup = _Cleanup()
+    cleanup = _Cleanup(request)
 
     def make(name: str | None = None) -> Netns:
         ns = Netns(name)
-        cleanup.push(ns.close)
+        cleanup.keepable(ns.close, lambda: [ns.name] if ns.keep() else [])
         return ns
 
     yield make
@@ -120,16 +189,16 @@ def xdp_netns() -> Iterator[Callable[..., Netns]]:
 
 
 @pytest.fixture
-def veth_pair() -> Iterator[Callable[..., VethPair]]:
+def veth_pair(request: pytest.FixtureRequest) -> Iterator[Callable[..., VethPair]]:
     """Factory: ``veth_pair(queues=1, mtu=1500, ipv4=True, ipv6=False, **options)`` -> ``VethPair``."""
     from xdptest.netns import VethPair
 
-    cleanup = _Cleanup()
+    cleanup = _Cleanup(request)
 
     def make(queues: int = 1, mtu: int = 1500, ipv4: Any = True, ipv6: Any = False,
              **options: Any) -> VethPair:
         pair = VethPair(queues=queues, mtu=mtu, ipv4=ipv4, ipv6=ipv6, **options)
-        cleanup.push(pair.close)
+        cleanup.keepable(pair.close, pair.keep)
         return pair
 
     yield make
@@ -137,24 +206,49 @@ def veth_pair() -> Iterator[Callable[..., VethPair]]:
 
 
 @pytest.fixture
-def xdp_program(xdp_attach_mode: str) -> Iterator[Callable[..., XdpProgram]]:
+def xdp_program(request: pytest.FixtureRequest, xdp_attach_mode: str) -> Iterator[Callable[..., XdpProgram]]:
     """Factory: ``xdp_program(path_or_builtin, program=None)`` -> a loaded ``XdpProgram``.
 
     ``attach(target)`` without ``mode`` uses the ``xdp_attach_mode`` fixture's value.
     """
     from xdptest.bpf import XdpProgram
 
-    cleanup = _Cleanup()
+    cleanup = _Cleanup(request, announce=False)  # the topology fixtures say what was kept
 
     def make(path_or_builtin: str | os.PathLike[str], program: str | None = None,
              **options: Any) -> XdpProgram:
         prog = XdpProgram.load(path_or_builtin, program, **options)
         prog.default_mode = xdp_attach_mode  # type: ignore[assignment]
-        cleanup.push(prog.close)
+        cleanup.keepable(prog.close, prog.keep)
         return prog
 
     yield make
     cleanup.run()
+
+
+@pytest.fixture
+def xdp_run() -> Iterator[Callable[..., Any]]:
+    """``xdp_run(program, packet, repeat=1, **ctx)`` -> a ``TestRunResult`` (BPF_PROG_TEST_RUN).
+
+    ``program`` is a loaded ``XdpProgram``, or a built-in name / object / ``.c`` path that is
+    loaded once per test and closed at teardown. ``packet`` is bytes or a scapy packet. No
+    namespace or interface is involved, so this is the fastest way to test a verdict.
+    """
+    from xdptest.bpf import XdpProgram
+
+    loaded: dict[str, XdpProgram] = {}
+
+    def run(program: Any, packet: Any, repeat: int = 1, **ctx: Any) -> Any:
+        if not isinstance(program, XdpProgram):
+            key = os.fspath(program)
+            if key not in loaded:
+                loaded[key] = XdpProgram.load(key)
+            program = loaded[key]
+        return program.run(packet, repeat=repeat, **ctx)
+
+    yield run
+    for prog in loaded.values():
+        prog.close()
 
 
 @pytest.fixture

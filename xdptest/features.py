@@ -1,0 +1,162 @@
+"""Kernel and machine features, found by probing (never guessed from the version).
+
+Each feature names the kernel release that brought it. The plugin's ``requires_feature`` marker
+skips a test where a feature is missing, but fails it where the kernel is new enough that the
+feature must be there: a missing feature on such a kernel is a regression, not a reason to skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import mmap
+import os
+import platform
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+SOL_XDP = 283
+XDP_MMAP_OFFSETS = 1
+AF_XDP = 44
+SO_PREFER_BUSY_POLL = 69
+MAP_HUGETLB = 0x40000
+BPF_F_TEST_XDP_LIVE_FRAMES = 2
+
+
+def kernel_version(release: str | None = None) -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", release or platform.release())
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+@dataclass(frozen=True)
+class FeatureStatus:
+    name: str
+    present: bool
+    reason: str  # why it is missing, or how it was found
+    since: str | None  # kernel release that brought it; None where it depends on the machine
+
+    @property
+    def required_by_kernel(self) -> bool:
+        """True when the running kernel is new enough that the feature must be present."""
+        if self.since is None:
+            return False
+        major, minor = (int(x) for x in self.since.split("."))
+        return kernel_version() >= (major, minor)
+
+
+def _probe_need_wakeup() -> str | None:
+    try:
+        sock = socket.socket(AF_XDP, socket.SOCK_RAW, 0)
+    except OSError as exc:
+        return f"no AF_XDP sockets: {exc.strerror}"
+    with sock:
+        # Since 5.4 the offsets carry a flags word per ring (XDP_RING_NEED_WAKEUP): 128 bytes, not 96.
+        try:
+            raw = sock.getsockopt(SOL_XDP, XDP_MMAP_OFFSETS, 256)
+        except OSError as exc:
+            return f"XDP_MMAP_OFFSETS refused: {exc.strerror}"
+    return None if len(raw) >= 128 else "the rings have no flags word (XDP_RING_NEED_WAKEUP)"
+
+
+def _probe_af_xdp() -> str | None:
+    try:
+        socket.socket(AF_XDP, socket.SOCK_RAW, 0).close()
+    except OSError as exc:
+        return f"socket(AF_XDP) failed: {exc.strerror} (CONFIG_XDP_SOCKETS)"
+    return None
+
+
+def _probe_busy_poll() -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_PREFER_BUSY_POLL, 1)
+        except OSError as exc:
+            return f"SO_PREFER_BUSY_POLL refused: {exc.strerror}"
+    return None
+
+
+def _probe_live_frames() -> str | None:
+    from xdptest.bpf import XdpProgram
+
+    # XDP_DROP: the probe frame goes nowhere.
+    with XdpProgram.load("drop") as prog:
+        from xdptest import _libbpf
+
+        try:
+            _libbpf.prog_test_run(prog.fd, bytes(64), 1, None, None, 64, flags=BPF_F_TEST_XDP_LIVE_FRAMES)
+        except OSError as exc:
+            return f"BPF_F_TEST_XDP_LIVE_FRAMES refused: {exc.strerror}"
+    return None
+
+
+def _probe_multi_buffer() -> str | None:
+    from xdptest.bpf import XdpProgram, builtin_program_path
+    from xdptest.errors import XdpTestError
+
+    path = builtin_program_path("pass").with_name("probe_frags.bpf.o")
+    try:
+        XdpProgram.load(path).close()
+    except XdpTestError as exc:
+        return f"an xdp.frags program does not load: {exc}"
+    return None
+
+
+def _probe_hugepages() -> str | None:
+    try:
+        area = mmap.mmap(-1, 2 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_HUGETLB)
+    except OSError as exc:
+        reason = "no free 2 MB hugepages" if exc.errno == errno.ENOMEM else exc.strerror
+        return f"{reason} (set /proc/sys/vm/nr_hugepages)"
+    area.close()
+    return None
+
+
+def _probe_netdevsim() -> str | None:
+    try:
+        from xdptest.netdevsim import netdevsim_unavailable_reason
+    except ImportError:
+        return None if os.path.isdir("/sys/bus/netdevsim") else "no netdevsim in this kernel"
+    return netdevsim_unavailable_reason()
+
+
+def _probe_zerocopy() -> str | None:
+    return ("zero-copy AF_XDP needs a driver that supports it (veth and netdevsim have none); "
+            "it is found when a socket binds, not by a probe")
+
+
+_PROBES: dict[str, tuple[Callable[[], str | None], str | None]] = {
+    "af_xdp": (_probe_af_xdp, "4.18"),
+    "need_wakeup": (_probe_need_wakeup, "5.4"),
+    "busy_poll": (_probe_busy_poll, "5.11"),
+    "live_frames": (_probe_live_frames, "5.18"),
+    "multi_buffer": (_probe_multi_buffer, "5.18"),
+    "hugepages": (_probe_hugepages, None),
+    "netdevsim": (_probe_netdevsim, None),
+    "zerocopy": (_probe_zerocopy, None),
+}
+FEATURES = tuple(_PROBES)
+
+
+@functools.cache
+def probe(name: str) -> FeatureStatus:
+    """Probe one feature (cached per process)."""
+    if name not in _PROBES:
+        raise ValueError(f"unknown feature {name!r}; features: {', '.join(FEATURES)}")
+    func, since = _PROBES[name]
+    try:
+        reason = func()
+    except Exception as exc:  # a probe that breaks says so instead of hiding the feature
+        reason = f"probe failed: {exc}"
+    return FeatureStatus(name, reason is None, reason or "present", since)
+
+
+def summary(names: tuple[str, ...] = ("af_xdp", "need_wakeup", "busy_poll", "live_frames",
+                                      "multi_buffer", "hugepages", "netdevsim")) -> str:
+    parts = []
+    for name in names:
+        with contextlib.suppress(Exception):
+            parts.append(f"{name}={'yes' if probe(name).present else 'no'}")
+    return " ".join(parts)

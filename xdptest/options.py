@@ -1,0 +1,100 @@
+"""``TrafficOptions``: every knob of a traffic run, validated once for the CLI, Python and pytest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+from xdptest.errors import ConfigError, RingSizeError
+
+BindModeOption = Literal["auto", "copy", "zerocopy"]
+
+
+def _power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+@dataclass(frozen=True)
+class TrafficOptions:
+    """What to send and how. Defaults give 64-byte UDP frames as fast as possible."""
+
+    packet: str | None = None  # scapy expression
+    pcap: str | None = None  # replay templates from a capture
+    size: int | None = None  # frame size in bytes (without FCS); default 64, or the pcap's own
+    vary: tuple[str, ...] = ()
+    count: int | None = None
+    duration: float | None = None
+    rate: float | None = None  # packets per second, None: as fast as possible
+    queues: int = 1
+    frame_size: int = 4096
+    frames: int = 4096
+    ring_size: int = 2048
+    batch: int = 64
+    headroom: int = 0
+    unaligned: bool = False
+    mode: BindModeOption = "auto"
+    need_wakeup: bool = True
+    busy_poll: int | None = None  # SO_BUSY_POLL microseconds
+    busy_poll_budget: int | None = None
+    allow_loss: float = 0.0  # percent
+    attach_mode: Literal["native", "generic"] = "native"
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.packet is not None and self.pcap is not None:
+            raise ConfigError("--packet and --pcap exclude each other: choose one source of templates")
+        if self.count is not None and self.count < 1:
+            raise ConfigError(f"--count must be at least 1, got {self.count}")
+        if self.duration is not None and not self.duration > 0:
+            raise ConfigError(f"--duration must be positive, got {self.duration}")
+        if self.rate is not None and not self.rate > 0:
+            raise ConfigError(f"--rate must be a positive number of packets per second, got {self.rate}")
+        if not 1 <= self.queues <= 64:
+            raise ConfigError(f"--queues must be from 1 to 64, got {self.queues}")
+        if not _power_of_two(self.ring_size):
+            raise RingSizeError(f"--ring-size {self.ring_size} is not a power of two (try "
+                                f"{1 << max(0, self.ring_size.bit_length() - 1) or 1} or "
+                                f"{1 << self.ring_size.bit_length()})")
+        if not self.unaligned and self.frame_size not in (2048, 4096):
+            raise ConfigError(f"--frame-size {self.frame_size}: aligned UMEM frames are 2048 or 4096 "
+                              "bytes; use --unaligned for other sizes")
+        if self.unaligned and not 128 <= self.frame_size <= 65536:
+            raise ConfigError(f"--frame-size {self.frame_size}: from 128 to 65536 in unaligned mode")
+        if self.frames < 2 * self.batch:
+            raise ConfigError(f"--frames {self.frames}: a UMEM needs at least two batches of frames "
+                              f"({2 * self.batch})")
+        if not 1 <= self.batch <= self.ring_size:
+            raise ConfigError(f"--batch must be from 1 to the ring size ({self.ring_size}), got {self.batch}")
+        if not 0 <= self.headroom <= self.frame_size - 256:
+            raise ConfigError(f"--headroom {self.headroom} leaves too little of a {self.frame_size}-byte "
+                              "frame (keep at least 256 bytes for the packet)")
+        if self.size is not None and self.size > self.frame_size - self.headroom:
+            raise ConfigError(f"--size {self.size} is longer than a UMEM frame ({self.frame_size} bytes"
+                              f"{f' less {self.headroom} of headroom' if self.headroom else ''}); "
+                              "raise --frame-size or lower --size")
+        if not 0 <= self.allow_loss <= 100:
+            raise ConfigError(f"--allow-loss is a percentage from 0 to 100, got {self.allow_loss}")
+        if self.busy_poll is not None and self.busy_poll < 0:
+            raise ConfigError(f"--busy-poll is in microseconds (>= 0), got {self.busy_poll}")
+        if self.busy_poll_budget is not None and not 1 <= self.busy_poll_budget <= 65535:
+            raise ConfigError(f"--busy-poll-budget must be from 1 to 65535, got {self.busy_poll_budget}")
+
+    def with_(self, **changes: Any) -> TrafficOptions:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> TrafficOptions:
+        """Options from keyword arguments, refusing unknown names with the list of known ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise ConfigError(f"unknown traffic option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        if isinstance(kwargs.get("vary"), str):
+            kwargs["vary"] = (kwargs["vary"],)
+        elif "vary" in kwargs:
+            kwargs["vary"] = tuple(kwargs["vary"])
+        return cls(**kwargs)

@@ -1,0 +1,97 @@
+"""``TrafficReport``: the result of a traffic run, with the JSON fields of the contract."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from xdptest import __version__
+
+XDP_STAT_NAMES = (
+    "rx_dropped",
+    "rx_invalid_descs",
+    "tx_invalid_descs",
+    "rx_ring_full",
+    "rx_fill_ring_empty_descs",
+    "tx_ring_empty_descs",
+)
+LATENCY_KEYS = ("min", "p50", "p90", "p99", "p999", "max")
+
+
+def _empty_latency() -> dict[str, int]:
+    return dict.fromkeys(LATENCY_KEYS, 0)
+
+
+def _empty_stats() -> dict[str, int]:
+    return dict.fromkeys(XDP_STAT_NAMES, 0)
+
+
+@dataclass
+class TrafficReport:
+    """What a traffic run sent, received and verified. Every field is in ``to_dict()``."""
+
+    sent: int = 0
+    received: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+    corrupted: int = 0
+    duration_s: float = 0.0
+    tx_pps: float = 0.0
+    rx_pps: float = 0.0
+    tx_gbps: float = 0.0
+    latency_ns: dict[str, int] = field(default_factory=_empty_latency)
+    xdp_stats: dict[str, int] = field(default_factory=_empty_stats)
+    bind_mode: str = "copy"
+    need_wakeup: bool = True
+    queues: int = 1
+    frame_size: int = 4096
+    packet_size: int = 64
+    kernel: str = field(default_factory=platform.release)
+    xdptest_version: str = __version__
+    foreign: int = 0
+    per_queue: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def delivered(self) -> bool:
+        """Every frame sent arrived once, intact (duplicates and corruption count against it)."""
+        return self.sent > 0 and self.lost == 0 and self.corrupted == 0 and self.duplicated == 0 \
+            and self.received >= self.sent
+
+    @property
+    def loss_ratio(self) -> float:
+        return self.lost / self.sent if self.sent else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def summary(self) -> str:
+        """The table printed at the end of a run."""
+        lat = self.latency_ns
+        rows = [
+            ("sent", f"{self.sent}"),
+            ("received", f"{self.received}"),
+            ("lost", f"{self.lost} ({100 * self.loss_ratio:.3f} %)"),
+            ("duplicated", f"{self.duplicated}"),
+            ("reordered", f"{self.reordered}"),
+            ("corrupted", f"{self.corrupted}"),
+            ("duration", f"{self.duration_s:.3f} s"),
+            ("TX rate", f"{self.tx_pps / 1e6:.3f} Mpps, {self.tx_gbps:.3f} Gbit/s"),
+            ("RX rate", f"{self.rx_pps / 1e6:.3f} Mpps"),
+            ("latency", " ".join(f"{k}={lat.get(k, 0) / 1000:.1f}us" for k in LATENCY_KEYS)),
+            ("AF_XDP", f"{self.bind_mode} mode, need_wakeup {'on' if self.need_wakeup else 'off'}, "
+                       f"{self.queues} queue(s), {self.frame_size}-byte frames"),
+        ]
+        nonzero = {k: v for k, v in self.xdp_stats.items() if v}
+        if nonzero:
+            rows.append(("XDP_STATISTICS", ", ".join(f"{k}={v}" for k, v in nonzero.items())))
+        if self.foreign:
+            rows.append(("not ours", f"{self.foreign} frames (ARP, ND, ...), not counted"))
+        rows += [("note", n) for n in self.notes]
+        return "\n".join(f"  {name:<15} {value}" for name, value in rows)
