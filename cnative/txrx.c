@@ -1,0 +1,559 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The AF_XDP data path: kicks, completion reaping, send/receive of frames
+ * that Python hands over, and the batched loops the traffic generator
+ * drives. Every descriptor the kernel returns (RX and completion) is checked
+ * to lie inside the UMEM before it is used; a bad one is counted and never
+ * read or recycled.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
+
+#include "xsk_int.h"
+#include "xt_stamp.h"
+
+#define XT_CHUNK 256		/* descriptors handled per inner step */
+#define XT_KERNEL_TX_BATCH 32	/* descriptors one copy-mode sendto() consumes at most */
+
+static inline uint64_t xt_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static inline unsigned int xt_min(unsigned long long a, unsigned long long b)
+{
+	return (unsigned int)(a < b ? a : b);
+}
+
+/* ---- kicks -------------------------------------------------------------------- */
+
+int xt_xsk_kick_tx(struct xt_xsk *xsk)
+{
+	if (!xsk->tx.map)
+		return -EINVAL;
+	xsk->cnt.tx_kicks++;
+	if (sendto(xsk->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0)
+		return 0;
+	/* Transient: the kernel stopped at its batch limit or the ring/queue is busy. */
+	if (errno == ENOBUFS || errno == EAGAIN || errno == EBUSY || errno == ENETDOWN)
+		return 0;
+	xsk->cnt.tx_kick_errors++;
+	return -errno;
+}
+
+int xt_xsk_kick_rx(struct xt_xsk *xsk)
+{
+	xsk->cnt.rx_kicks++;
+	if (recvfrom(xsk->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL) >= 0)
+		return 0;
+	if (errno == EAGAIN || errno == EBUSY || errno == ENETDOWN)
+		return 0;
+	return -errno;
+}
+
+/* Without XDP_USE_NEED_WAKEUP every TX batch is kicked; with it, only when the kernel asks. */
+static inline int xt_tx_needs_kick(const struct xt_xsk *xsk)
+{
+	return !(xsk->bind_flags & XT_BIND_NEED_WAKEUP) || xsk_ring__needs_wakeup(&xsk->tx);
+}
+
+static inline int xt_rx_needs_kick(const struct xt_xsk *xsk)
+{
+	return xsk->busy_poll ||
+	       ((xsk->bind_flags & XT_BIND_NEED_WAKEUP) && xsk_ring__needs_wakeup(&xsk->ctx->fill));
+}
+
+/*
+ * Kick until the kernel has consumed what we produced (a copy-mode sendto()
+ * takes at most XT_KERNEL_TX_BATCH descriptors) or max_kicks is spent.
+ */
+static void xt_tx_flush(struct xt_xsk *xsk, unsigned int max_kicks)
+{
+	unsigned int k;
+
+	for (k = 0; k < max_kicks; k++) {
+		if (xsk_ring__load(xsk->tx.consumer) == xsk->tx.cached_prod)
+			return;
+		if (!xt_tx_needs_kick(xsk))
+			return;
+		if (xt_xsk_kick_tx(xsk) < 0)
+			return;
+	}
+}
+
+/* ---- completion ------------------------------------------------------------------ */
+
+static int xt_reap(struct xt_xsk *xsk, unsigned int max)
+{
+	struct xt_ctx *ctx = xsk->ctx;
+	struct xt_umem *umem = xsk->umem;
+	struct xsk_ring *r = &ctx->comp;
+	uint64_t bases[XT_CHUNK];
+	unsigned int total = 0, n, i, nok;
+	uint16_t mine = XT_OWNER_TX(ctx->id);
+	__u32 idx;
+
+	if (!max)
+		max = UINT_MAX;
+	while (total < max) {
+		n = xsk_cons__peek(r, xt_min(max - total, XT_CHUNK), &idx);
+		if (!n)
+			break;
+		nok = 0;
+		for (i = 0; i < n; i++) {
+			uint64_t addr = xt__desc_addr(umem, *xsk_ring__addr(r, idx + i));
+
+			if (addr >= umem->size) {
+				xsk->cnt.bad_comp_addrs++;
+				continue;
+			}
+			bases[nok++] = xt__frame_base(umem, addr);
+		}
+		xsk_cons__release(r, n);
+		pthread_mutex_lock(&umem->lock);
+		for (i = 0; i < nok; i++) {
+			uint16_t *owner = &umem->owner[bases[i] / umem->frame_size];
+
+			if (*owner != mine) {
+				xsk->cnt.foreign_comp_addrs++;
+				continue;
+			}
+			*owner = XT_OWNER_FREE;
+			umem->free_addrs[umem->nfree++] = bases[i];
+			xsk->cnt.completed++;
+		}
+		pthread_mutex_unlock(&umem->lock);
+		total += n;
+	}
+	return (int)total;
+}
+
+int xt_xsk_complete(struct xt_xsk *xsk, unsigned int max)
+{
+	/* Frames still waiting in the TX ring go out only when kicked (copy mode). */
+	if (xsk->tx.map)
+		xt_tx_flush(xsk, xsk->tx.size / XT_KERNEL_TX_BATCH + 1);
+	return xt_reap(xsk, max);
+}
+
+/* ---- TX ------------------------------------------------------------------------- */
+
+/* Take up to n TX frames and matching TX ring slots; returns how many, *idx the first slot. */
+static unsigned int xt_tx_reserve(struct xt_xsk *xsk, uint64_t *addrs, unsigned int n, __u32 *idx)
+{
+	unsigned int got, res;
+
+	got = (unsigned int)xt__alloc_frames(xsk->umem, addrs, n, XT_OWNER_TX(xsk->ctx->id));
+	if (!got)
+		return 0;
+	res = xsk_prod__reserve_upto(&xsk->tx, got, idx);
+	if (res < got)
+		xt__free_frames(xsk->umem, addrs + res, got - res);
+	return res;
+}
+
+int xt_xsk_send(struct xt_xsk *xsk, const unsigned char *data, const unsigned int *lens,
+		unsigned int n)
+{
+	struct xt_umem *umem = xsk->umem;
+	uint64_t addrs[XT_CHUNK];
+	unsigned long long off = 0;
+	unsigned int sent = 0, res, i;
+	__u32 idx;
+
+	if (!xsk->tx.map)
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		if (!lens[i] || lens[i] > umem->frame_size)
+			return -EMSGSIZE;
+	xt_reap(xsk, 0);
+	while (sent < n) {
+		res = xt_tx_reserve(xsk, addrs, xt_min(n - sent, XT_CHUNK), &idx);
+		if (!res)
+			break;
+		for (i = 0; i < res; i++) {
+			struct xdp_desc *d = xsk_ring__desc(&xsk->tx, idx + i);
+			unsigned int len = lens[sent + i];
+
+			memcpy(umem->area + addrs[i], data + off, len);
+			d->addr = addrs[i];
+			d->len = len;
+			d->options = 0;
+			off += len;
+			xsk->cnt.tx_bytes += len;
+		}
+		xsk_prod__submit(&xsk->tx, res);
+		sent += res;
+	}
+	xsk->cnt.tx_frames += sent;
+	xt_tx_flush(xsk, xsk->tx.size / XT_KERNEL_TX_BATCH + 2);
+	return (int)sent;
+}
+
+int xt_xsk_send_raw(struct xt_xsk *xsk, const struct xt_desc *descs, unsigned int n, int kick)
+{
+	unsigned int res, i;
+	__u32 idx;
+
+	if (!xsk->tx.map)
+		return -EINVAL;
+	res = xsk_prod__reserve_upto(&xsk->tx, n, &idx);
+	for (i = 0; i < res; i++) {
+		struct xdp_desc *d = xsk_ring__desc(&xsk->tx, idx + i);
+
+		d->addr = descs[i].addr;
+		d->len = descs[i].len;
+		d->options = descs[i].options;
+	}
+	if (res)
+		xsk_prod__submit(&xsk->tx, res);
+	if (kick) {
+		int err = xt_xsk_kick_tx(xsk);
+
+		if (err)
+			return err;
+	}
+	return (int)res;
+}
+
+/* ---- RX ------------------------------------------------------------------------- */
+
+/* Hand received frames back to the fill ring (they stay owned by the ctx). */
+static void xt_fill_recycle(struct xt_xsk *xsk, const uint64_t *chunks, unsigned int n)
+{
+	struct xsk_ring *fill = &xsk->ctx->fill;
+	unsigned int got, i;
+	__u32 idx;
+
+	if (!n)
+		return;
+	got = xsk_prod__reserve_upto(fill, n, &idx);
+	for (i = 0; i < got; i++)
+		*xsk_ring__addr(fill, idx + i) = chunks[i];
+	if (got)
+		xsk_prod__submit(fill, got);
+	if (got < n) {
+		xt__free_frames(xsk->umem, chunks + got, n - got);
+		xsk->cnt.fill_shortfall += n - got;
+	}
+}
+
+/*
+ * Check an RX descriptor; on success *data points at the frame and *chunk is
+ * set to the frame to recycle (or UINT64_MAX when the frame is not ours).
+ */
+static inline int xt_rx_check(struct xt_xsk *xsk, const struct xdp_desc *d,
+			      const unsigned char **data, uint64_t *chunk)
+{
+	struct xt_umem *umem = xsk->umem;
+
+	if (!xt__desc_ok(umem, d->addr, d->len)) {
+		xsk->cnt.bad_rx_descs++;
+		return 0;
+	}
+	*data = umem->area + xt__desc_addr(umem, d->addr);
+	*chunk = xt__desc_chunk(umem, d->addr);
+	if (*chunk % umem->frame_size ||
+	    umem->owner[*chunk / umem->frame_size] != XT_OWNER_FILL(xsk->ctx->id))
+		*chunk = UINT64_MAX;
+	return 1;
+}
+
+static int xt_recv_once(struct xt_xsk *xsk, unsigned int max, unsigned char *buf,
+			unsigned long long cap, unsigned int *lens, unsigned long long *addrs)
+{
+	struct xsk_ring *r = &xsk->rx;
+	uint64_t chunks[XT_CHUNK];
+	unsigned long long used = 0;
+	unsigned int n, i, got = 0, nrec = 0;
+	__u32 idx;
+
+	n = xsk_cons__peek(r, xt_min(max, XT_CHUNK), &idx);
+	for (i = 0; i < n; i++) {
+		const struct xdp_desc *d = xsk_ring__desc(r, idx + i);
+		const unsigned char *data;
+		uint64_t chunk;
+
+		if (!xt_rx_check(xsk, d, &data, &chunk))
+			continue;
+		if (d->len > cap - used) {
+			/* No room: leave this and the rest in the ring for the next call. */
+			xsk_cons__cancel(r, n - i);
+			n = i;
+			if (!got && !nrec && !n)
+				return -ENOBUFS;
+			break;
+		}
+		memcpy(buf + used, data, d->len);
+		lens[got] = d->len;
+		if (addrs)
+			addrs[got] = d->addr;
+		used += d->len;
+		got++;
+		xsk->cnt.rx_bytes += d->len;
+		if (chunk != UINT64_MAX)
+			chunks[nrec++] = chunk;
+	}
+	if (n)
+		xsk_cons__release(r, n);
+	xt_fill_recycle(xsk, chunks, nrec);
+	xsk->cnt.rx_frames += got;
+	return (int)got;
+}
+
+int xt_xsk_recv(struct xt_xsk *xsk, unsigned int max, unsigned char *buf,
+		unsigned long long cap, unsigned int *lens, unsigned long long *addrs,
+		int timeout_ms)
+{
+	uint64_t deadline = xt_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ULL;
+	struct pollfd pfd = { .fd = xsk->fd, .events = POLLIN };
+	int got;
+
+	if (!xsk->rx.map)
+		return -EINVAL;
+	for (;;) {
+		/* Busy polling: NAPI runs only when we drive it, so drive it before every peek. */
+		if (xsk->busy_poll)
+			xt_xsk_kick_rx(xsk);
+		got = xt_recv_once(xsk, max, buf, cap, lens, addrs);
+		if (got)
+			return got;
+		if (!xsk->busy_poll && xt_rx_needs_kick(xsk))
+			xt_xsk_kick_rx(xsk);
+		if (timeout_ms == 0)
+			return 0;
+		if (timeout_ms > 0) {
+			uint64_t now = xt_now_ns();
+
+			if (now >= deadline)
+				return 0;
+			if (poll(&pfd, 1, (int)((deadline - now + 999999) / 1000000)) < 0)
+				return -errno;
+		} else if (poll(&pfd, 1, -1) < 0) {
+			return -errno;
+		}
+	}
+}
+
+/* ---- batched loops ------------------------------------------------------------ */
+
+int xt_tx_burst(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loop_stats *st)
+{
+	struct xt_umem *umem = xsk->umem;
+	uint64_t addrs[XT_CHUNK];
+	unsigned int n = xt_min(cfg->batch ? cfg->batch : 64, XT_CHUNK), res, i, t;
+	uint32_t ts;
+	__u32 idx;
+
+	if (!xsk->tx.map || (!cfg->ntmpl && !cfg->gen))
+		return -EINVAL;
+	if (cfg->gen && (!cfg->gen_max_len || cfg->gen_max_len > umem->frame_size))
+		return -EMSGSIZE;
+	if (cfg->count)
+		n = xt_min(n, cfg->count > st->frames ? cfg->count - st->frames : 0);
+	xt_reap(xsk, xsk->ctx->comp.size);
+	res = n ? xt_tx_reserve(xsk, addrs, n, &idx) : 0;
+	t = cfg->ntmpl ? (unsigned int)(st->next_tmpl % cfg->ntmpl) : 0;
+	ts = cfg->gen && res ? (uint32_t)xt_now_ns() : 0;
+	for (i = 0; i < res; i++) {
+		struct xdp_desc *d = xsk_ring__desc(&xsk->tx, idx + i);
+		unsigned int len;
+
+		if (cfg->gen) {
+			uint64_t k = st->next_tmpl + i;
+
+			xt_gen_build(cfg->gen, k, 1, (uint32_t)k, ts, umem->area + addrs[i], 0, &len);
+		} else {
+			len = cfg->tmpl_lens[t];
+			memcpy(umem->area + addrs[i], cfg->tmpl + (size_t)t * cfg->tmpl_stride, len);
+		}
+		d->addr = addrs[i];
+		d->len = len;
+		d->options = 0;
+		st->bytes += len;
+		if (++t >= cfg->ntmpl)
+			t = 0;
+	}
+	if (res) {
+		xsk_prod__submit(&xsk->tx, res);
+		st->frames += res;
+		st->next_tmpl += res;
+		xsk->cnt.tx_frames += res;
+	}
+	xt_tx_flush(xsk, n / XT_KERNEL_TX_BATCH + 1);
+	return (int)res;
+}
+
+static inline void xt_verify(const struct xt_loop_cfg *cfg, struct xt_loop_stats *st,
+			     const unsigned char *data, unsigned int len)
+{
+	unsigned int t = (unsigned int)(st->next_tmpl % cfg->ntmpl), k;
+
+	if (len == cfg->tmpl_lens[t] && !memcmp(data, cfg->tmpl + (size_t)t * cfg->tmpl_stride, len)) {
+		st->verified++;
+		st->next_tmpl++;
+		return;
+	}
+	for (k = 0; k < cfg->ntmpl; k++) {
+		if (len == cfg->tmpl_lens[k] &&
+		    !memcmp(data, cfg->tmpl + (size_t)k * cfg->tmpl_stride, len)) {
+			st->verified++;
+			st->resyncs++;
+			st->next_tmpl = k + 1;
+			return;
+		}
+	}
+	st->mismatched++;
+	st->next_tmpl++;
+}
+
+int xt_rx_burst(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loop_stats *st)
+{
+	struct xsk_ring *r = &xsk->rx;
+	uint64_t chunks[XT_CHUNK];
+	unsigned int n = xt_min(cfg->batch ? cfg->batch : 64, XT_CHUNK), i, nrec = 0, good = 0;
+	uint64_t now;
+	__u32 idx;
+
+	if (!xsk->rx.map || ((cfg->flags & XT_LOOP_VERIFY) && !cfg->ntmpl))
+		return -EINVAL;
+	if (cfg->count)
+		n = xt_min(n, cfg->count > st->frames ? cfg->count - st->frames : 0);
+	if (xsk->busy_poll)
+		xt_xsk_kick_rx(xsk); /* drive NAPI before every peek, as in xt_xsk_recv */
+	n = n ? xsk_cons__peek(r, n, &idx) : 0;
+	if (!n) {
+		if (!xsk->busy_poll && xt_rx_needs_kick(xsk))
+			xt_xsk_kick_rx(xsk);
+		return 0;
+	}
+	now = cfg->verifier ? xt_now_ns() : 0;
+	for (i = 0; i < n; i++) {
+		const struct xdp_desc *d = xsk_ring__desc(r, idx + i);
+		const unsigned char *data;
+		uint64_t chunk;
+
+		if (!xt_rx_check(xsk, d, &data, &chunk)) {
+			st->bad_descs++;
+			continue;
+		}
+		if (cfg->flags & XT_LOOP_VERIFY)
+			xt_verify(cfg, st, data, d->len);
+		if (cfg->verifier) {
+			unsigned int len = d->len;
+
+			xt_verifier_feed(cfg->verifier, data, 0, &len, 1, now);
+		}
+		if ((cfg->flags & XT_LOOP_COPY_OUT) && st->out_frames < cfg->out_max &&
+		    d->len <= cfg->out_cap - st->out_used) {
+			memcpy(cfg->out + st->out_used, data, d->len);
+			cfg->out_lens[st->out_frames++] = d->len;
+			st->out_used += d->len;
+		}
+		st->bytes += d->len;
+		good++;
+		if (chunk != UINT64_MAX)
+			chunks[nrec++] = chunk;
+	}
+	xsk_cons__release(r, n);
+	xt_fill_recycle(xsk, chunks, nrec);
+	st->frames += good;
+	xsk->cnt.rx_frames += good;
+	return (int)n;
+}
+
+static int xt_loop_done(const struct xt_loop_cfg *cfg, const struct xt_loop_stats *st,
+			uint64_t start, uint64_t last, uint64_t now)
+{
+	if (cfg->count && st->frames >= cfg->count)
+		return 1;
+	if (cfg->duration_ns && now - start >= cfg->duration_ns)
+		return 1;
+	return cfg->idle_ns && now - last >= cfg->idle_ns;
+}
+
+int xt_tx_loop(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loop_stats *st)
+{
+	uint64_t start = xt_now_ns(), last = start, now = start;
+	int ret;
+
+	do {
+		ret = xt_tx_burst(xsk, cfg, st);
+		if (ret < 0)
+			return ret;
+		now = xt_now_ns();
+		if (ret)
+			last = now;
+	} while (!xt_loop_done(cfg, st, start, last, now));
+	st->elapsed_ns += now - start;
+	return 0;
+}
+
+int xt_rx_loop(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loop_stats *st)
+{
+	uint64_t start = xt_now_ns(), last = start, now = start;
+	struct pollfd pfd = { .fd = xsk->fd, .events = POLLIN };
+	int ret;
+
+	do {
+		ret = xt_rx_burst(xsk, cfg, st);
+		if (ret < 0)
+			return ret;
+		/* No pause instruction when spinning: in a guest it can trap (pause-loop exiting). */
+		if (!ret && !(cfg->flags & XT_LOOP_BUSY_SPIN) &&
+		    poll(&pfd, 1, cfg->poll_ms > 0 ? cfg->poll_ms : 1) < 0 && errno != EINTR)
+			return -errno;
+		now = xt_now_ns();
+		if (ret)
+			last = now;
+	} while (!xt_loop_done(cfg, st, start, last, now));
+	st->elapsed_ns += now - start;
+	return 0;
+}
+
+int xt_xsk_test_forge(struct xt_xsk *xsk, int which, unsigned long long addr, unsigned int len)
+{
+	struct xsk_ring *r = which == XT_RING_RX ? &xsk->rx : &xsk->ctx->comp;
+	__u32 prod;
+
+	if (!r->map || (which != XT_RING_RX && which != XT_RING_COMP))
+		return -EINVAL;
+	prod = xsk_ring__load(r->producer);
+	if (which == XT_RING_RX) {
+		xsk_ring__desc(r, prod)->addr = addr;
+		xsk_ring__desc(r, prod)->len = len;
+		xsk_ring__desc(r, prod)->options = 0;
+	} else {
+		*xsk_ring__addr(r, prod) = addr;
+	}
+	/* Release: the forged entry is written before the index that covers it (as the kernel's
+	 * producer would); pairs with the acquire in xsk_cons__nb_avail. */
+	__atomic_store_n(r->producer, prod + 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int xt_live_frames(int prog_fd, const void *data, unsigned int len, unsigned int ifindex,
+		   unsigned int repeat, unsigned int batch)
+{
+	struct xdp_md ctx = { .data = 0, .data_end = len, .ingress_ifindex = ifindex };
+	LIBBPF_OPTS(bpf_test_run_opts, opts,
+		    .data_in = data,
+		    .data_size_in = len,
+		    .ctx_in = &ctx,
+		    .ctx_size_in = sizeof(ctx),
+		    .repeat = repeat,
+		    .flags = BPF_F_TEST_XDP_LIVE_FRAMES,
+		    .batch_size = batch);
+
+	return bpf_prog_test_run_opts(prog_fd, &opts) ? -errno : 0;
+}

@@ -1,0 +1,390 @@
+"""The thin typed layer over the AF_XDP part of ``xdptest._native`` (cnative/xsk.c, txrx.c).
+
+This is the only module besides ``_libbpf`` that touches ``ffi``/``lib`` for AF_XDP: it turns
+negative errno returns into typed exceptions and cffi objects into ``bytes``, ``int`` and small
+dataclasses. Every call into C releases the GIL (cffi API mode), so a blocking ``recv`` or a long
+loop does not stall other Python threads. The policy (which errors mean what for the user) lives
+in :mod:`xdptest.xsk`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from xdptest._native import ffi, lib
+from xdptest.errors import ClosedError, ConfigError, UmemError, XdpTestError
+
+EXPECTED_ABI = 1
+AF_XDP = 44
+
+UMEM_UNALIGNED = int(lib.XT_UMEM_UNALIGNED)
+UMEM_HUGEPAGES = int(lib.XT_UMEM_HUGEPAGES)
+BIND_COPY = int(lib.XT_BIND_COPY)
+BIND_ZEROCOPY = int(lib.XT_BIND_ZEROCOPY)
+BIND_NEED_WAKEUP = int(lib.XT_BIND_NEED_WAKEUP)
+RING_NAMES = {"fill": lib.XT_RING_FILL, "rx": lib.XT_RING_RX, "tx": lib.XT_RING_TX,
+              "comp": lib.XT_RING_COMP}
+STAT_NAMES = ("rx_dropped", "rx_invalid_descs", "tx_invalid_descs", "rx_ring_full",
+              "rx_fill_ring_empty_descs", "tx_ring_empty_descs")
+COUNTER_NAMES = ("tx_frames", "tx_bytes", "tx_kicks", "tx_kick_errors", "completed", "rx_frames",
+                 "rx_bytes", "rx_kicks", "bad_rx_descs", "bad_comp_addrs", "foreign_comp_addrs",
+                 "fill_shortfall")
+LOOP_STAT_NAMES = ("frames", "bytes", "verified", "mismatched", "resyncs", "bad_descs", "out_used",
+                   "out_frames", "elapsed_ns", "next_tmpl")
+
+if lib.xt_xsk_abi() != EXPECTED_ABI:  # pragma: no cover - a stale build
+    raise ImportError(
+        f"xdptest._native has AF_XDP ABI {lib.xt_xsk_abi()}, this code expects {EXPECTED_ABI}: "
+        "rebuild it with `pip install -e .`"
+    )
+
+
+class NativeError(XdpTestError, OSError):
+    """A C call failed with an errno that the caller did not expect (should not happen)."""
+
+
+def _err(ret: int, what: str, cls: type[OSError] = NativeError) -> OSError:
+    code = -ret
+    return cls(code, f"{what}: {os.strerror(code)} ({errno.errorcode.get(code, code)})")
+
+
+@dataclass(frozen=True)
+class UmemInfo:
+    size: int
+    map_size: int
+    frame_size: int
+    frames: int
+    headroom: int
+    flags: int
+    free_frames: int
+    fd: int
+    sockets: int
+
+
+@dataclass(frozen=True)
+class RingState:
+    """One ring as both sides see it: the shared producer/consumer and our cached copies."""
+
+    producer: int
+    consumer: int
+    cached_prod: int
+    cached_cons: int
+    size: int
+    flags: int
+
+    @property
+    def present(self) -> bool:
+        return self.size > 0
+
+    @property
+    def need_wakeup(self) -> bool:
+        return bool(self.flags & 1)
+
+    @property
+    def entries(self) -> int:
+        """Descriptors produced but not yet consumed."""
+        return (self.producer - self.consumer) & 0xFFFFFFFF
+
+
+class NativeUmem:
+    """An ``xt_umem``: mapped memory plus its frame allocator; registered by the first socket."""
+
+    def __init__(self, frame_size: int, frames: int, headroom: int, flags: int) -> None:
+        out = ffi.new("struct xt_umem **")
+        ret = lib.xt_umem_create(frame_size, frames, headroom, flags, out)
+        if ret < 0:
+            if ret == -errno.ENOMEM and flags & UMEM_HUGEPAGES:
+                raise UmemError(errno.ENOMEM, "no 2 MB hugepages available for the UMEM "
+                                "(reserve some: echo N > /proc/sys/vm/nr_hugepages)")
+            raise _err(ret, f"allocating a UMEM of {frames} x {frame_size} bytes", UmemError)
+        self.ptr: Any = out[0]
+
+    def _p(self) -> Any:
+        if self.ptr is None:
+            raise ClosedError("the UMEM was destroyed")
+        return self.ptr
+
+    def info(self) -> UmemInfo:
+        info = ffi.new("struct xt_umem_info *")
+        lib.xt_umem_info(self._p(), info)
+        return UmemInfo(*(int(getattr(info, f)) for f in UmemInfo.__dataclass_fields__))
+
+    def write(self, offset: int, data: bytes) -> None:
+        ret = lib.xt_umem_write(self._p(), offset, data, len(data))
+        if ret < 0:
+            raise ConfigError(f"UMEM write of {len(data)} bytes at {offset} lies outside the UMEM")
+
+    def read(self, offset: int, length: int) -> bytes:
+        buf = ffi.new("unsigned char[]", max(length, 1))
+        ret = lib.xt_umem_read(self._p(), offset, buf, length)
+        if ret < 0:
+            raise ConfigError(f"UMEM read of {length} bytes at {offset} lies outside the UMEM")
+        return bytes(ffi.buffer(buf, length))
+
+    def destroy(self) -> bool:
+        """Free the memory; False while sockets still use it."""
+        if self.ptr is None:
+            return True
+        if lib.xt_umem_destroy(self.ptr) < 0:
+            return False
+        self.ptr = None
+        return True
+
+
+class XskLoop:
+    """Configuration and running counters of the batched C TX/RX loops.
+
+    ``templates`` are the frames to send (TX, in rotation) or to expect (RX verification, in the
+    same rotation, resynchronising after a gap). Alternatively ``gen`` (a ``_libgen.GenSpec``)
+    builds every TX frame with the stamp generator (frame number and sequence = ``next_tmpl``)
+    and ``verifier`` (a ``_libgen.Verifier``) receives every valid RX frame. Counters accumulate
+    across calls, so a caller can drive the loop in slices and read progress between them.
+    """
+
+    def __init__(self, templates: Sequence[bytes] = (), *, batch: int = 64, count: int = 0,
+                 duration: float = 0.0, idle: float = 0.0, poll_ms: int = 1,
+                 verify: bool = False, busy_spin: bool = False, copy_out: int = 0,
+                 copy_out_bytes: int = 0, gen: Any = None, verifier: Any = None) -> None:
+        if not 1 <= batch <= 256:
+            raise ConfigError(f"batch must be from 1 to 256, got {batch}")
+        self.gen = gen  # a _libgen.GenSpec (``.c``, ``.max_len``): TX builds stamped frames
+        self.verifier = verifier  # a _libgen.Verifier (``.c``): RX feeds it every frame
+        self.templates = [bytes(t) for t in templates]
+        stride = max((len(t) for t in self.templates), default=1)
+        self._tmpl = ffi.new("unsigned char[]", b"".join(t.ljust(stride, b"\0") for t in self.templates)
+                             or b"\0")
+        self._lens = ffi.new("unsigned int[]", [len(t) for t in self.templates] or [0])
+        self._out = ffi.new("unsigned char[]", max(copy_out_bytes, 1))
+        self._out_lens = ffi.new("unsigned int[]", max(copy_out, 1))
+        cfg = ffi.new("struct xt_loop_cfg *")
+        cfg.tmpl = self._tmpl
+        cfg.tmpl_lens = self._lens
+        cfg.tmpl_stride = stride
+        cfg.ntmpl = len(self.templates)
+        cfg.batch = batch
+        cfg.count = count
+        cfg.duration_ns = int(duration * 1e9)
+        cfg.idle_ns = int(idle * 1e9)
+        cfg.poll_ms = poll_ms
+        cfg.flags = ((lib.XT_LOOP_VERIFY if verify else 0) | (lib.XT_LOOP_BUSY_SPIN if busy_spin else 0)
+                     | (lib.XT_LOOP_COPY_OUT if copy_out else 0))
+        cfg.out = self._out
+        cfg.out_cap = copy_out_bytes
+        cfg.out_lens = self._out_lens
+        cfg.out_max = copy_out
+        if gen is not None:
+            cfg.gen = gen.c
+            cfg.gen_max_len = int(gen.max_len)
+        if verifier is not None:
+            cfg.verifier = verifier.c
+        self.cfg: Any = cfg
+        self.st: Any = ffi.new("struct xt_loop_stats *")
+
+    def set_limits(self, count: int | None = None, duration: float | None = None) -> None:
+        if count is not None:
+            self.cfg.count = count
+        if duration is not None:
+            self.cfg.duration_ns = int(duration * 1e9)
+
+    def stats(self) -> dict[str, int]:
+        return {name: int(getattr(self.st, name)) for name in LOOP_STAT_NAMES}
+
+    def copied_frames(self) -> list[bytes]:
+        """The frames the RX loop copied out (copy_out=N), in arrival order."""
+        raw = ffi.buffer(self._out, int(self.st.out_used))[:]
+        out, pos = [], 0
+        for i in range(int(self.st.out_frames)):
+            n = int(self._out_lens[i])
+            out.append(raw[pos:pos + n])
+            pos += n
+        return out
+
+
+class NativeXsk:
+    """An ``xt_xsk``: one AF_XDP socket with its mapped rings."""
+
+    def __init__(self, umem: NativeUmem, fd: int, ifindex: int, queue: int, rx_size: int,
+                 tx_size: int, fill_size: int, comp_size: int) -> None:
+        cfg = ffi.new("struct xt_xsk_config *")
+        cfg.fd = fd
+        cfg.ifindex = ifindex
+        cfg.queue = queue
+        cfg.rx_size = rx_size
+        cfg.tx_size = tx_size
+        cfg.fill_size = fill_size
+        cfg.comp_size = comp_size
+        out = ffi.new("struct xt_xsk **")
+        ret = lib.xt_xsk_open(umem._p(), cfg, out)  # takes over fd, closes it on failure
+        if ret < 0:
+            raise _err(ret, "setting up the AF_XDP socket's UMEM and rings", UmemError)
+        self.ptr: Any = out[0]
+        self.fd = fd
+        self.frame_size = umem.info().frame_size
+        self._rxbuf: Any = None
+        self._rxlens: Any = None
+        self._rxaddrs: Any = None
+        self._rxcap = 0
+
+    def _p(self) -> Any:
+        if self.ptr is None:
+            raise ClosedError("the AF_XDP socket was closed")
+        return self.ptr
+
+    def bind(self, flags: int) -> int:
+        """0 or a negative errno (the caller explains it)."""
+        return int(lib.xt_xsk_bind(self._p(), flags))
+
+    def populate_fill(self, frames: int) -> int:
+        ret = lib.xt_xsk_populate_fill(self._p(), frames)
+        if ret < 0:
+            raise ConfigError(f"cannot put {frames} frames in the fill ring: "
+                              f"{os.strerror(-ret)} (at most fill_size frames fit)")
+        return int(ret)
+
+    def close(self) -> None:
+        if self.ptr is not None:
+            lib.xt_xsk_close(self.ptr)
+            self.ptr = None
+
+    def is_zerocopy(self) -> bool:
+        ret = lib.xt_xsk_is_zerocopy(self._p())
+        if ret < 0:
+            raise _err(ret, "getsockopt(XDP_OPTIONS)")
+        return bool(ret)
+
+    def statistics(self) -> dict[str, int]:
+        st = ffi.new("struct xt_xdp_stats *")
+        ret = lib.xt_xsk_statistics(self._p(), st)
+        if ret < 0:
+            raise _err(ret, "getsockopt(XDP_STATISTICS)")
+        return {name: int(getattr(st, name)) for name in STAT_NAMES[: int(st.nfields)]}
+
+    def ring_state(self, name: str) -> RingState:
+        st = ffi.new("struct xt_ring_state *")
+        lib.xt_xsk_ring_state(self._p(), RING_NAMES[name], st)
+        return RingState(int(st.producer), int(st.consumer), int(st.cached_prod),
+                         int(st.cached_cons), int(st.size), int(st.flags))
+
+    def counters(self) -> dict[str, int]:
+        c = ffi.new("struct xt_xsk_counters *")
+        lib.xt_xsk_counters(self._p(), c)
+        return {name: int(getattr(c, name)) for name in COUNTER_NAMES}
+
+    def set_busy_poll(self, usecs: int, budget: int, prefer: bool) -> int:
+        """0 or a negative errno (ENOPROTOOPT: the kernel has no preferred busy polling)."""
+        return int(lib.xt_xsk_set_busy_poll(self._p(), usecs, budget, int(prefer)))
+
+    def poll(self, events: int, timeout_ms: int) -> int:
+        ret = lib.xt_xsk_poll(self._p(), events, timeout_ms)
+        if ret < 0:
+            raise _err(ret, "poll()")
+        return int(ret)
+
+    def kick_tx(self) -> None:
+        ret = lib.xt_xsk_kick_tx(self._p())
+        if ret < 0:
+            raise _err(ret, "sendto() kick")
+
+    def kick_rx(self) -> None:
+        ret = lib.xt_xsk_kick_rx(self._p())
+        if ret < 0:
+            raise _err(ret, "recvfrom() kick")
+
+    def complete(self, max_entries: int = 0) -> int:
+        return int(lib.xt_xsk_complete(self._p(), max_entries))
+
+    def send(self, frames: Sequence[bytes]) -> int:
+        if not frames:
+            return 0
+        lens = [len(f) for f in frames]
+        ret = lib.xt_xsk_send(self._p(), b"".join(frames), lens, len(lens))
+        if ret == -errno.EMSGSIZE:
+            bad = next(i for i, n in enumerate(lens) if n == 0 or n > self.frame_size)
+            raise ConfigError(f"frame {bad} has {lens[bad]} bytes; a frame must have 1 to "
+                              f"{self.frame_size} bytes (the UMEM frame size): use a larger "
+                              "frame_size or a shorter frame")
+        if ret < 0:
+            raise _err(ret, "sending")
+        return int(ret)
+
+    def send_raw(self, descs: Sequence[tuple[int, int]], kick: bool = True) -> int:
+        """Put (addr, len) descriptors in the TX ring as they are, no checks (for tests)."""
+        arr = ffi.new("struct xt_desc[]", max(len(descs), 1))
+        for i, (addr, length) in enumerate(descs):
+            arr[i].addr = addr
+            arr[i].len = length
+        ret = lib.xt_xsk_send_raw(self._p(), arr, len(descs), int(kick))
+        if ret < 0:
+            raise _err(ret, "raw send")
+        return int(ret)
+
+    def recv(self, max_frames: int, timeout_ms: int, with_addrs: bool = False
+             ) -> tuple[list[bytes], list[int]]:
+        cap = max_frames * self.frame_size
+        if cap > self._rxcap:
+            self._rxbuf = ffi.new("unsigned char[]", cap)
+            self._rxlens = ffi.new("unsigned int[]", max_frames)
+            self._rxaddrs = ffi.new("unsigned long long[]", max_frames)
+            self._rxcap = cap
+        while True:
+            ret = lib.xt_xsk_recv(self._p(), max_frames, self._rxbuf, cap, self._rxlens,
+                                  self._rxaddrs if with_addrs else ffi.NULL, timeout_ms)
+            if ret != -errno.EINTR:
+                break
+        if ret < 0:
+            raise _err(ret, "receiving")
+        lens = [int(n) for n in self._rxlens[0:ret]]
+        raw = ffi.buffer(self._rxbuf, sum(lens))[:]
+        frames, pos = [], 0
+        for n in lens:
+            frames.append(raw[pos:pos + n])
+            pos += n
+        addrs = [int(a) for a in self._rxaddrs[0:ret]] if with_addrs else []
+        return frames, addrs
+
+    def test_forge(self, ring: str, addr: int, length: int = 0) -> None:
+        ret = lib.xt_xsk_test_forge(self._p(), RING_NAMES[ring], addr, length)
+        if ret < 0:
+            raise _err(ret, "forging a descriptor")
+
+    def _loop_error(self, ret: int, loop: XskLoop, what: str) -> OSError | ConfigError:
+        if ret == -errno.EMSGSIZE:
+            return ConfigError(f"the generator builds frames of up to {loop.cfg.gen_max_len} "
+                               f"bytes; the UMEM's frames have {self.frame_size}: use a larger "
+                               "frame_size or smaller packets")
+        return _err(ret, what)
+
+    def tx_burst(self, loop: XskLoop) -> int:
+        ret = lib.xt_tx_burst(self._p(), loop.cfg, loop.st)
+        if ret < 0:
+            raise self._loop_error(ret, loop, "TX burst")
+        return int(ret)
+
+    def rx_burst(self, loop: XskLoop) -> int:
+        ret = lib.xt_rx_burst(self._p(), loop.cfg, loop.st)
+        if ret < 0:
+            raise _err(ret, "RX burst")
+        return int(ret)
+
+    def tx_loop(self, loop: XskLoop) -> None:
+        ret = lib.xt_tx_loop(self._p(), loop.cfg, loop.st)
+        if ret < 0:
+            raise self._loop_error(ret, loop, "TX loop")
+
+    def rx_loop(self, loop: XskLoop) -> None:
+        ret = lib.xt_rx_loop(self._p(), loop.cfg, loop.st)
+        if ret < 0:
+            raise _err(ret, "RX loop")
+
+
+def live_frames(prog_fd: int, frame: bytes, ifindex: int, repeat: int, batch: int = 64) -> None:
+    """Make ``prog_fd`` (an XDP_TX/REDIRECT program) emit ``frame`` ``repeat`` times as live
+    frames entering ``ifindex`` (BPF_PROG_TEST_RUN, in-kernel; blocks; call it from a thread in
+    the interface's namespace)."""
+    ret = lib.xt_live_frames(prog_fd, frame, len(frame), ifindex, repeat, batch)
+    if ret < 0:
+        raise _err(ret, "BPF_PROG_TEST_RUN with live frames")

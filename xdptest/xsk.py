@@ -1,0 +1,616 @@
+"""AF_XDP: ``Umem`` and ``XskSocket``, a typed face over the C rings (cnative/xsk.c, txrx.c).
+
+A socket is created inside its endpoint's namespace on a short-lived thread (the process never
+changes namespace), registers or shares a UMEM, maps its four rings and binds to one queue. Unless
+a program is given, the built-in ``redirect`` program is attached to the interface (one attachment
+shared by every socket on that interface, detached with the last) and the socket is entered in its
+``xsks_map`` at its queue. All per-frame work happens in C; calls into C release the GIL.
+
+Not thread-safe: drive one socket from one thread at a time (sockets sharing a queue's fill and
+completion rings count as one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal
+
+from xdptest import _libxsk
+from xdptest._libxsk import RingState, XskLoop
+from xdptest.errors import (
+    BindError,
+    ClosedError,
+    ConfigError,
+    MapError,
+    NotSupportedError,
+    PermissionDeniedError,
+    RingSizeError,
+    UmemError,
+)
+from xdptest.nsexec import netns_socket_fd
+
+if TYPE_CHECKING:
+    from xdptest.bpf import Attachment, XdpProgram
+    from xdptest.netns import Endpoint
+
+__all__ = ["RingState", "Umem", "XskLoop", "XskSocket"]
+
+Mode = Literal["auto", "copy", "zerocopy"]
+AttachMode = Literal["native", "generic"]
+BPF_MAP_TYPE_XSKMAP = 17
+XDP_PACKET_HEADROOM = 256
+# Largest headroom the kernel accepts is frame_size - 704 (6.18, measured: 256 of XDP headroom,
+# the rest for a minimal frame and the skb_shared_info tail the copy path needs).
+MIN_FRAME_ROOM = 704
+ALIGNED_FRAME_SIZES = (2048, 4096)
+PAGE_SIZE = 4096
+BIND_RETRY_S = 0.5  # a queue released by close() is free again after a few ms
+BUSY_POLL_SYSFS = {"napi_defer_hard_irqs": "2", "gro_flush_timeout": "200000"}
+
+
+def _hugepages_free() -> int:
+    with contextlib.suppress(OSError), open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("HugePages_Free:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Umem:
+    """Packet memory shared with the kernel: ``frames`` frames of ``frame_size`` bytes.
+
+    Aligned mode (default) takes frame sizes 2048 or 4096; ``unaligned=True`` takes any size from
+    2048 to 4096, frames may then straddle pages. ``headroom`` bytes are left free in front of each
+    received frame (after the kernel's own 256). ``hugepages=True`` backs it with 2 MB pages.
+    One Umem may serve several sockets (XDP_SHARED_UMEM): pass it to each.
+    """
+
+    def __init__(self, frame_size: int = 4096, frames: int = 4096, headroom: int = 0,
+                 unaligned: bool = False, hugepages: bool = False) -> None:
+        if not isinstance(frames, int) or not 1 <= frames <= 1 << 24:
+            raise ConfigError(f"frames must be an integer from 1 to {1 << 24}, got {frames!r}")
+        if not unaligned and frame_size not in ALIGNED_FRAME_SIZES:
+            raise ConfigError(f"frame_size {frame_size!r}: aligned UMEMs take 2048 or 4096; pass "
+                              "unaligned=True for other sizes")
+        if unaligned and not (isinstance(frame_size, int) and 2048 <= frame_size <= PAGE_SIZE):
+            raise ConfigError(f"frame_size {frame_size!r}: unaligned UMEMs take 2048 to {PAGE_SIZE}")
+        limit = frame_size - MIN_FRAME_ROOM
+        if not isinstance(headroom, int) or not 0 <= headroom <= limit:
+            raise ConfigError(f"headroom {headroom!r} is too large for {frame_size}-byte frames: at "
+                              f"most {limit} (the kernel keeps {XDP_PACKET_HEADROOM} bytes of XDP "
+                              f"headroom and wants {MIN_FRAME_ROOM - XDP_PACKET_HEADROOM} more for the "
+                              "frame); use a smaller headroom or a larger frame_size")
+        need = -(-frame_size * frames // (2 << 20))
+        if hugepages and _hugepages_free() < need:
+            raise NotSupportedError("hugepage UMEM", f"it needs {need} free 2 MB hugepages, "
+                                    f"/proc/meminfo has HugePages_Free: {_hugepages_free()}; "
+                                    "reserve some with `echo N > /proc/sys/vm/nr_hugepages`")
+        flags = (_libxsk.UMEM_UNALIGNED if unaligned else 0) | (_libxsk.UMEM_HUGEPAGES if hugepages else 0)
+        self._native = _libxsk.NativeUmem(frame_size, frames, headroom, flags)
+        self.frame_size = frame_size
+        self.frames = frames
+        self.headroom = headroom
+        self.unaligned = unaligned
+        self.hugepages = hugepages
+        self.size = frame_size * frames
+        self._users: set[XskSocket] = set()
+        self._closing = False
+        self._lock = threading.Lock()  # set-up and teardown of its sockets (C state is shared)
+
+    @property
+    def closed(self) -> bool:
+        return self._native.ptr is None
+
+    @property
+    def sockets(self) -> int:
+        return len(self._users)
+
+    @property
+    def free_frames(self) -> int:
+        """Frames in the allocator (not in any ring)."""
+        return self._native.info().free_frames
+
+    @property
+    def rx_offset(self) -> int:
+        """Where received data starts in a frame (copy mode): kernel headroom + our headroom."""
+        return XDP_PACKET_HEADROOM + self.headroom
+
+    def write(self, offset: int, data: bytes) -> None:
+        """Write raw bytes into the UMEM (for hand-made descriptors)."""
+        self._native.write(offset, bytes(data))
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self._native.read(offset, length)
+
+    def _attach(self, sock: XskSocket) -> None:
+        if self.closed or self._closing:
+            raise ClosedError("this Umem was closed")
+        self._users.add(sock)
+
+    def _detach(self, sock: XskSocket) -> None:
+        self._users.discard(sock)
+        if self._closing and not self._users:
+            self._native.destroy()
+
+    def close(self) -> None:
+        """Free the memory now, or when its last socket closes. Safe to call twice."""
+        self._closing = True
+        if not self._users:
+            self._native.destroy()
+
+    def __enter__(self) -> Umem:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        kind = "unaligned" if self.unaligned else "aligned"
+        return f"Umem({self.frames} x {self.frame_size} B, {kind}, headroom={self.headroom})"
+
+
+# --- the built-in redirect program, one attachment per interface ----------------------------
+
+@dataclass
+class _SharedProgram:
+    program: XdpProgram
+    attachment: Attachment
+    mode: str
+    users: int = 0
+
+
+class _InterfaceTable:
+    """Per-interface state that sockets share: the attached redirect program, busy-poll sysfs."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.programs: dict[tuple[str, int], _SharedProgram] = {}
+        self.busy: dict[tuple[str, int], tuple[dict[str, str], int]] = {}  # saved, users
+
+    def acquire_program(self, endpoint: Endpoint, mode: AttachMode) -> XdpProgram:
+        from xdptest.bpf import XdpProgram
+
+        key = (endpoint.netns.name, endpoint.ifindex)
+        with self.lock:
+            shared = self.programs.get(key)
+            if shared is None:
+                program = XdpProgram.load("redirect")
+                try:
+                    attachment = program.attach(endpoint, mode=mode)
+                except BaseException:
+                    program.close()
+                    raise
+                shared = self.programs[key] = _SharedProgram(program, attachment, mode)
+            elif shared.mode != mode:
+                raise ConfigError(f"{endpoint} already runs the redirect program in {shared.mode} "
+                                  f"mode for another socket; ask for attach_mode={shared.mode!r}")
+            shared.users += 1
+            return shared.program
+
+    def release_program(self, endpoint: Endpoint) -> None:
+        key = (endpoint.netns.name, endpoint.ifindex)
+        with self.lock:
+            shared = self.programs.get(key)
+            if shared is None:
+                return
+            shared.users -= 1
+            if shared.users > 0:
+                return
+            del self.programs[key]
+        shared.program.close()  # detaches
+
+    def acquire_busy_poll(self, endpoint: Endpoint) -> None:
+        key = (endpoint.netns.name, endpoint.ifindex)
+        with self.lock:
+            saved, users = self.busy.get(key, ({}, 0))
+            if users == 0:
+                for name, value in BUSY_POLL_SYSFS.items():
+                    saved[name] = _sysfs(endpoint, name)
+                    _sysfs(endpoint, name, value)
+            self.busy[key] = (saved, users + 1)
+
+    def release_busy_poll(self, endpoint: Endpoint) -> None:
+        key = (endpoint.netns.name, endpoint.ifindex)
+        with self.lock:
+            saved, users = self.busy.pop(key, ({}, 0))
+            if users > 1:
+                self.busy[key] = (saved, users - 1)
+            elif users == 1 and not endpoint.netns.closed:
+                for name, value in saved.items():
+                    _sysfs(endpoint, name, value)
+
+
+_interfaces = _InterfaceTable()
+
+
+def _sysfs(endpoint: Endpoint, name: str, value: str | None = None) -> str:
+    """Read or write /sys/class/net/IF/NAME as the endpoint's namespace sees it.
+
+    /sys shows the devices of the namespace that mounted it, so this runs ``ip netns exec``, which
+    mounts a fresh sysfs for the namespace.
+    """
+    path = f"/sys/class/net/{endpoint.ifname}/{name}"
+    argv = ["ip", "netns", "exec", endpoint.netns.name, "cat" if value is None else "tee", path]
+    try:
+        done = subprocess.run(argv, input=value, capture_output=True, text=True, timeout=10,
+                              check=True)
+    except subprocess.CalledProcessError as exc:
+        raise NotSupportedError(f"busy polling ({path})", exc.stderr.strip() or "cannot access it") from None
+    return done.stdout.strip()
+
+
+# --- the socket --------------------------------------------------------------------------------
+
+def _check_ring(name: str, size: int, allow_zero: bool = False) -> None:
+    if allow_zero and size == 0:
+        return
+    if not isinstance(size, int) or size <= 0 or size & (size - 1) or size > 1 << 20:
+        raise RingSizeError(f"{name}={size!r}: ring sizes must be powers of two (e.g. 512, 2048, "
+                            f"4096) up to {1 << 20}" + ("; 0 leaves the ring out" if allow_zero else ""))
+
+
+class XskSocket:
+    """An AF_XDP socket bound to ``queue`` of ``endpoint``.
+
+    ``mode``: ``"auto"`` tries zero-copy and falls back to copy (``bind_mode`` says which it got,
+    ``fallback_reason`` why), ``"copy"``, or ``"zerocopy"`` (NotSupportedError where the device has
+    none). ``rx_size``/``tx_size`` 0 leave that ring out. ``busy_poll`` (microseconds) enables
+    preferred busy polling. ``program``: a loaded XdpProgram whose XSKMAP (found by type, or named
+    by ``xskmap=``) gets this socket at key ``xskmap_key`` (default: the queue); when None, the
+    built-in ``redirect`` program is attached in ``attach_mode``. ``fill_frames`` frames go to the
+    fill ring (default: half the free frames, at most ``fill_size``; all of them for an RX-only
+    socket).
+    """
+
+    def __init__(self, endpoint: Endpoint, queue: int = 0, umem: Umem | None = None,
+                 rx_size: int = 2048, tx_size: int = 2048, fill_size: int = 2048,
+                 comp_size: int = 2048, mode: Mode = "auto", need_wakeup: bool = True,
+                 busy_poll: int | None = None, program: XdpProgram | None = None, *,
+                 attach_mode: AttachMode = "native", xskmap: str | None = None,
+                 xskmap_key: int | None = None, busy_poll_budget: int = 64,
+                 fill_frames: int | None = None) -> None:
+        _check_ring("rx_size", rx_size, allow_zero=True)
+        _check_ring("tx_size", tx_size, allow_zero=True)
+        _check_ring("fill_size", fill_size)
+        _check_ring("comp_size", comp_size)
+        if rx_size == 0 and tx_size == 0:
+            raise RingSizeError("rx_size and tx_size are both 0: a socket needs at least one ring")
+        if mode not in ("auto", "copy", "zerocopy"):
+            raise ConfigError(f"mode {mode!r}: use 'auto', 'copy' or 'zerocopy'")
+        if attach_mode not in ("native", "generic"):
+            raise ConfigError(f"attach_mode {attach_mode!r}: use 'native' or 'generic'")
+        if not isinstance(queue, int) or not 0 <= queue < endpoint.queues:
+            raise ConfigError(f"queue {queue!r} does not exist on {endpoint}: it has "
+                              f"{endpoint.queues} queue(s), 0 to {endpoint.queues - 1}; create the "
+                              "pair with more queues (VethPair(queues=N)) or pick a lower one")
+        if busy_poll is not None and (not isinstance(busy_poll, int) or busy_poll < 0):
+            raise ConfigError(f"busy_poll must be microseconds (an int >= 0) or None, got {busy_poll!r}")
+        self.endpoint = endpoint
+        self.queue = queue
+        self.rx_size, self.tx_size = rx_size, tx_size
+        self.need_wakeup = need_wakeup
+        self.busy_poll = busy_poll or None
+        self.fallback_reason: str | None = None
+        self.bind_mode: Literal["copy", "zerocopy"] = "copy"
+        self.program: XdpProgram | None = None
+        self._own_program = program is None
+        self._xskmap_name: str | None = None
+        self._xskmap_key = queue if xskmap_key is None else xskmap_key
+        self._closed = True
+        self._native: _libxsk.NativeXsk | None = None
+        with contextlib.ExitStack() as undo:
+            own_umem = umem is None
+            self.umem = umem if umem is not None else Umem()
+            if own_umem:
+                undo.callback(self.umem.close)
+            shared = self.umem.sockets > 0
+            self.umem._attach(self)
+            undo.callback(self.umem._detach, self)
+            fd = self._new_fd()
+            with self.umem._lock:
+                self._native = _libxsk.NativeXsk(self.umem._native, fd, endpoint.ifindex, queue,
+                                                 rx_size, tx_size, fill_size, comp_size)
+                undo.callback(self._close_native)
+                self._bind(mode, shared)
+                if rx_size:
+                    self._native.populate_fill(-1 if fill_frames is None else fill_frames)
+            self.bind_mode = "zerocopy" if self._native.is_zerocopy() else "copy"
+            if self.busy_poll:
+                self._enable_busy_poll(self.busy_poll, busy_poll_budget)
+                undo.callback(_interfaces.release_busy_poll, endpoint)
+            self._wire_program(program, xskmap, attach_mode, undo)
+            self._own_umem = own_umem
+            self._closed = False
+            undo.pop_all()
+
+    # --- set-up steps ------------------------------------------------------------------------
+
+    def _new_fd(self) -> int:
+        try:
+            return netns_socket_fd(self.endpoint.netns.name, _libxsk.AF_XDP, socket.SOCK_RAW)
+        except OSError as exc:
+            if exc.errno == errno.EAFNOSUPPORT:
+                raise NotSupportedError("AF_XDP sockets", "this kernel was built without "
+                                        "CONFIG_XDP_SOCKETS", since="4.18") from None
+            if exc.errno == errno.EPERM:
+                raise PermissionDeniedError("AF_XDP sockets need CAP_NET_RAW: run as root") from None
+            raise
+
+    def _bind(self, mode: Mode, shared: bool) -> None:
+        assert self._native is not None
+        wake = _libxsk.BIND_NEED_WAKEUP if self.need_wakeup else 0
+        if shared:
+            flags = 0  # the kernel takes mode and wakeup from the socket that registered the UMEM
+        elif mode == "copy":
+            flags = _libxsk.BIND_COPY | wake
+        else:
+            flags = _libxsk.BIND_ZEROCOPY | wake
+        ret = self._bind_retrying(flags)
+        if ret == -errno.EOPNOTSUPP and not shared and mode == "auto":
+            self.fallback_reason = (f"{self.endpoint.ifname} ({self._link_kind()}) has no zero-copy "
+                                    "AF_XDP support; using copy mode")
+            ret = self._bind_retrying(_libxsk.BIND_COPY | wake)
+        if ret < 0:
+            raise self._bind_error(-ret, mode, shared)
+        if shared:  # inherited from the socket that registered the UMEM
+            peers = [s for s in self.umem._users if s is not self and not s._closed]
+            if peers:
+                self.need_wakeup = peers[0].need_wakeup
+
+    def _bind_retrying(self, flags: int) -> int:
+        assert self._native is not None
+        deadline = time.monotonic() + BIND_RETRY_S
+        while True:
+            ret = self._native.bind(flags)
+            if ret != -errno.EBUSY or time.monotonic() > deadline:
+                return ret
+            time.sleep(0.002)
+
+    def _link_kind(self) -> str:
+        """The interface's driver (ETHTOOL_GDRVINFO), e.g. "veth"."""
+        request = struct.pack("I", 0x3).ljust(196, b"\0")  # ETHTOOL_GDRVINFO, ethtool_drvinfo
+        buf = bytearray(request)
+        ifreq = bytearray(struct.pack("16sP", self.endpoint.ifname.encode(), 0).ljust(40, b"\0"))
+        try:
+            with self.endpoint.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                addr = ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
+                struct.pack_into("P", ifreq, 16, addr)
+                fcntl.ioctl(sock.fileno(), 0x8946, bytes(ifreq))  # SIOCETHTOOL
+        except OSError:
+            return "driver unknown"
+        return bytes(buf[4:36]).split(b"\0", 1)[0].decode(errors="replace") or "driver unknown"
+
+    def _bind_error(self, code: int, mode: Mode, shared: bool) -> Exception:
+        where = f"queue {self.queue} of {self.endpoint}"
+        if code == errno.EOPNOTSUPP and mode == "zerocopy":
+            kind = self._link_kind()
+            why = ("veth has no zero-copy AF_XDP (its XDP runs on copies)" if kind == "veth"
+                   else f"the {kind} driver does not offer it")
+            return NotSupportedError("AF_XDP zero-copy", f"{self.endpoint.ifname}: {why}; use "
+                                     "mode='copy' or mode='auto'")
+        if code == errno.EBUSY:
+            return BindError(code, f"cannot bind to {where}: it is busy - another AF_XDP socket or "
+                             "an XDP program (or a zero-copy user) holds that queue; close it first "
+                             f"(retried for {BIND_RETRY_S} s in case it was just released)")
+        if code == errno.EINVAL:
+            hint = ("the shared UMEM's socket is on another device or queue without fill and "
+                    "completion rings of its own, or it is not bound yet" if shared else
+                    f"the queue does not exist (the device has {self.endpoint.queues}), or the "
+                    "copy/zero-copy flags do not fit the device")
+            return BindError(code, f"cannot bind to {where}: invalid argument - likely {hint}")
+        if code == errno.ENODEV:
+            return BindError(code, f"cannot bind to {where}: the interface is gone")
+        if code == errno.EPERM:
+            return PermissionDeniedError(f"binding an AF_XDP socket to {where} needs CAP_NET_RAW")
+        return BindError(code, f"cannot bind to {where}: {errno.errorcode.get(code, code)}")
+
+    def _enable_busy_poll(self, usecs: int, budget: int) -> None:
+        assert self._native is not None
+        ret = self._native.set_busy_poll(usecs, budget, prefer=True)
+        if ret in (-errno.ENOPROTOOPT, -errno.EINVAL):
+            raise NotSupportedError("preferred busy polling (SO_PREFER_BUSY_POLL)",
+                                    "the kernel refused the socket option", since="5.11")
+        if ret == -errno.EPERM:
+            raise PermissionDeniedError("SO_BUSY_POLL above net.core.busy_read needs CAP_NET_ADMIN")
+        if ret < 0:
+            raise UmemError(-ret, f"setting busy-poll socket options: {errno.errorcode.get(-ret)}")
+        _interfaces.acquire_busy_poll(self.endpoint)
+
+    def _wire_program(self, program: XdpProgram | None, xskmap: str | None, attach_mode: AttachMode,
+                      undo: contextlib.ExitStack) -> None:
+        if program is None:
+            program = _interfaces.acquire_program(self.endpoint, attach_mode)
+            undo.callback(_interfaces.release_program, self.endpoint)
+            xskmap = "xsks_map"
+        self.program = program
+        self._xskmap_name = self._find_xskmap(program, xskmap)
+        xmap = program.maps[self._xskmap_name]
+        if not 0 <= self._xskmap_key < xmap.max_entries:
+            raise ConfigError(f"key {self._xskmap_key} does not fit {program.name}'s XSKMAP "
+                              f"{xmap.name} ({xmap.max_entries} entries)")
+        assert self._native is not None
+        xmap.update(self._xskmap_key, self._native.fd)
+        undo.callback(self._unmap)
+
+    @staticmethod
+    def _find_xskmap(program: XdpProgram, name: str | None) -> str:
+        if name is not None:
+            xmap = program.maps[name]
+            if xmap.type != BPF_MAP_TYPE_XSKMAP:
+                raise ConfigError(f"map {name!r} of {program.name} is a {xmap.type_name}, not an XSKMAP")
+            return name
+        found = [m.name for m in program.maps.values() if m.type == BPF_MAP_TYPE_XSKMAP]
+        if len(found) != 1:
+            raise ConfigError(f"{program.name} has {len(found)} XSKMAPs ({', '.join(found) or 'none'}):"
+                              " name the one to use with xskmap=")
+        return found[0]
+
+    def _unmap(self) -> None:
+        if self.program is None or self.program.closed or self._xskmap_name is None:
+            return
+        with contextlib.suppress(MapError):
+            xmap = self.program.maps[self._xskmap_name]
+            xmap.delete(self._xskmap_key)
+
+    # --- data path -----------------------------------------------------------------------------
+
+    def _n(self, ring: str | None = None) -> _libxsk.NativeXsk:
+        if self._closed or self._native is None:
+            raise ClosedError(f"AF_XDP socket on queue {self.queue} of {self.endpoint} was closed")
+        if ring is not None and not getattr(self, f"{ring}_size"):
+            raise ConfigError(f"this socket has no {ring.upper()} ring ({ring}_size=0)")
+        return self._native
+
+    def send(self, frames: Iterable[bytes]) -> int:
+        """Place frames in the TX ring and kick; returns how many were accepted (free frames and
+        ring slots permitting)."""
+        return self._n("tx").send([bytes(f) for f in frames])
+
+    def complete(self) -> int:
+        """Kick out what waits in the TX ring, reap the completion ring; returns entries reaped."""
+        return self._n().complete()
+
+    def recv(self, max_frames: int = 64, timeout: float | None = 1.0) -> list[bytes]:
+        """Up to ``max_frames`` received frames (copied out; their UMEM frames go back to the
+        fill ring). Waits up to ``timeout`` seconds for the first (None: forever, 0: no wait)."""
+        return self._n("rx").recv(self._max(max_frames), self._timeout_ms(timeout))[0]
+
+    def recv_with_addrs(self, max_frames: int = 64, timeout: float | None = 1.0
+                        ) -> list[tuple[int, bytes]]:
+        """Like :meth:`recv`, with each frame's descriptor address (UMEM offset of its data)."""
+        frames, addrs = self._n("rx").recv(self._max(max_frames), self._timeout_ms(timeout), True)
+        return list(zip(addrs, frames, strict=True))
+
+    @staticmethod
+    def _max(max_frames: int) -> int:
+        if not isinstance(max_frames, int) or not 1 <= max_frames <= 1 << 16:
+            raise ConfigError(f"max_frames must be from 1 to {1 << 16}, got {max_frames!r}")
+        return max_frames
+
+    @staticmethod
+    def _timeout_ms(timeout: float | None) -> int:
+        if timeout is None:
+            return -1
+        if timeout < 0:
+            raise ConfigError(f"timeout must be >= 0 or None, got {timeout}")
+        return int(timeout * 1000 + 0.999)
+
+    def send_raw(self, descs: Sequence[tuple[int, int]], kick: bool = True) -> int:
+        """Put ``(addr, len)`` descriptors in the TX ring unchecked, for tests of the kernel's
+        validation (frames are not taken from the allocator). Returns how many fit."""
+        return self._n("tx").send_raw(descs, kick)
+
+    def _test_forge(self, ring: Literal["rx", "comp"], addr: int, length: int = 0) -> None:
+        """Test hook: make a bogus descriptor appear in the RX or completion ring. The ring is
+        out of step with the kernel afterwards; close the socket after the test."""
+        self._n().test_forge(ring, addr, length)
+
+    def kick(self) -> None:
+        """One ``sendto()`` wake-up of the TX path."""
+        self._n().kick_tx()
+
+    def poll(self, rx: bool = True, tx: bool = False, timeout: float = 1.0) -> set[str]:
+        """``poll()`` the socket: the subset of {"rx", "tx"} that is ready (empty on timeout)."""
+        wanted = {"rx": 0x1 if rx else 0, "tx": 0x4 if tx else 0}  # POLLIN, POLLOUT
+        revents = self._n().poll(wanted["rx"] | wanted["tx"], self._timeout_ms(timeout))
+        return {name for name, bit in wanted.items() if bit and revents & bit}
+
+    def statistics(self) -> dict[str, int]:
+        """XDP_STATISTICS by kernel name (rx_dropped, rx_invalid_descs, tx_invalid_descs,
+        rx_ring_full, rx_fill_ring_empty_descs, tx_ring_empty_descs)."""
+        return self._n().statistics()
+
+    def rings(self) -> dict[str, RingState]:
+        """Producer/consumer snapshot of the fill, rx, tx and comp rings."""
+        native = self._n()
+        return {name: native.ring_state(name) for name in ("fill", "rx", "tx", "comp")}
+
+    def counters(self) -> dict[str, int]:
+        """The C side's own counters (frames, kicks, bad descriptors seen and skipped)."""
+        return self._n().counters()
+
+    # --- batch entry points (the traffic generator drives these) --------------------------------
+
+    def tx_burst(self, loop: XskLoop) -> int:
+        """One TX batch of ``loop``'s templates: reap, fill, submit, kick. Returns frames queued."""
+        return self._n("tx").tx_burst(loop)
+
+    def rx_burst(self, loop: XskLoop) -> int:
+        """One RX batch: check, verify/count, recycle. Returns descriptors consumed (no wait)."""
+        return self._n("rx").rx_burst(loop)
+
+    def run_tx(self, loop: XskLoop) -> dict[str, int]:
+        """Send until ``loop``'s count/duration/idle limit, all in C; returns its counters."""
+        self._n("tx").tx_loop(loop)
+        return loop.stats()
+
+    def run_rx(self, loop: XskLoop) -> dict[str, int]:
+        """Receive until ``loop``'s count/duration/idle limit, all in C; returns its counters."""
+        self._n("rx").rx_loop(loop)
+        return loop.stats()
+
+    # --- lifetime ----------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def fileno(self) -> int:
+        return self._n().fd
+
+    def close(self) -> None:
+        """Leave the XSKMAP, release the program and busy-poll settings, unmap and close.
+        Safe to call twice; each step runs even if an earlier one failed."""
+        if self._closed:
+            return
+        self._closed = True
+        steps = [self._unmap]
+        if self._own_program:
+            steps.append(lambda: _interfaces.release_program(self.endpoint))
+        if self.busy_poll:
+            steps.append(lambda: _interfaces.release_busy_poll(self.endpoint))
+        steps.append(self._close_native)
+        steps.append(lambda: self.umem._detach(self))
+        if self._own_umem:
+            steps.append(self.umem.close)
+        first: BaseException | None = None
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+
+    def _close_native(self) -> None:
+        if self._native is not None:
+            with self.umem._lock:
+                self._native.close()
+
+    def __enter__(self) -> XskSocket:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            with contextlib.suppress(Exception):
+                self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else self.bind_mode
+        return f"XskSocket({self.endpoint}, queue={self.queue}, {state})"
