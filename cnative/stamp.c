@@ -32,7 +32,6 @@ unsigned long long xt_monotonic_ns(void)
 int xt_gen_build(const struct xt_gen *g, unsigned long long first, unsigned int n, unsigned int seq0,
 		 unsigned int ts, unsigned char *out, unsigned int stride, unsigned int *lens)
 {
-	uint64_t rnd = g->seed | 1;
 	unsigned int i;
 
 	if (!g->ntmpl)
@@ -41,7 +40,7 @@ int xt_gen_build(const struct xt_gen *g, unsigned long long first, unsigned int 
 		uint64_t k = first + i;
 		const struct xt_gen_tmpl *t = &g->tmpl[k % g->ntmpl];
 
-		lens[i] = xt_gen_frame(g, t, out + (size_t)i * stride, k, seq0 + i, ts, &rnd);
+		lens[i] = xt_gen_frame(g, t, out + (size_t)i * stride, k, seq0 + i, ts);
 	}
 	return (int)n;
 }

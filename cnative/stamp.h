@@ -110,25 +110,24 @@ static inline uint32_t xt_stamp_check(uint16_t stream, uint32_t seq, uint32_t ts
 	return h;
 }
 
-static inline uint64_t xt_rand_next(uint64_t *state)
+/* splitmix64: a stateless mix, so frame n gets the same random fields in any batch. */
+static inline uint64_t xt_mix64(uint64_t x)
 {
-	uint64_t x = *state;	/* xorshift64* */
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*state = x;
-	return x * 0x2545f4914f6cdd1dull;
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
 }
 
-static inline uint64_t xt_vary_value(const struct xt_vary *v, uint64_t n, uint64_t *rnd)
+/* Offset of frame n's value in the range of variation number i (count 0: all 2**64 values). */
+static inline uint64_t xt_vary_value(const struct xt_gen *g, unsigned int i, uint64_t n)
 {
-	uint64_t k;
+	const struct xt_vary *v = &g->vary[i];
+	uint64_t k = v->random ? xt_mix64(g->seed ^ xt_mix64(n * 64 + i)) : n;
 
-	if (v->count <= 1)
+	if (v->count == 1)
 		return 0;
-	k = v->random ? xt_rand_next(rnd) : n;
-	return k % v->count;
+	return v->count ? k % v->count : k;
 }
 
 /*
@@ -136,7 +135,7 @@ static inline uint64_t xt_vary_value(const struct xt_vary *v, uint64_t n, uint64
  * tmpl->data holds the template padded with zeros to cfg->max_len.
  */
 static inline uint32_t xt_gen_frame(const struct xt_gen *g, const struct xt_gen_tmpl *t, uint8_t *dst,
-				    uint64_t n, uint32_t seq, uint32_t ts, uint64_t *rnd)
+				    uint64_t n, uint32_t seq, uint32_t ts)
 {
 	uint32_t ip_acc = 0, l4_acc = 0, len = t->len;
 	uint8_t stamp[XT_STAMP_SIZE];
@@ -147,13 +146,13 @@ static inline uint32_t xt_gen_frame(const struct xt_gen *g, const struct xt_gen_
 		const struct xt_vary *v = &g->vary[i];
 
 		if (v->kind == XT_KIND_SIZE)
-			len = (uint32_t)(v->lo + xt_vary_value(v, n, rnd));
+			len = (uint32_t)(v->lo + xt_vary_value(g, i, n));
 	}
 	memcpy(dst, t->data, len);
 
 	for (i = 0; i < g->nvary; i++) {
 		const struct xt_vary *v = &g->vary[i];
-		uint64_t k = xt_vary_value(v, n, rnd);
+		uint64_t k = xt_vary_value(g, i, n);
 		uint8_t *p = dst + v->offset;
 		const uint8_t *old = t->data + v->offset;
 		uint8_t buf[16];

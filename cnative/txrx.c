@@ -482,13 +482,57 @@ static int xt_loop_done(const struct xt_loop_cfg *cfg, const struct xt_loop_stat
 	return cfg->idle_ns && now - last >= cfg->idle_ns;
 }
 
+/*
+ * Pacing: how many frames may go now at cfg->rate_pps (0: no limit). The bucket holds at
+ * most one batch, so a stall never turns into a burst above the rate. When none may go yet,
+ * sleep (long waits) or spin (waits under 50 us) until the next one is due.
+ */
+static unsigned int xt_tx_allowance(const struct xt_loop_cfg *cfg, struct xt_loop_stats *st,
+				    unsigned int batch)
+{
+	uint64_t now, due, sent;
+	double owed;
+
+	if (cfg->rate_pps <= 0)
+		return batch;
+	now = xt_now_ns();
+	if (!st->rate_start_ns) {
+		st->rate_start_ns = now;
+		st->rate_base = st->frames;
+	}
+	sent = st->frames - st->rate_base;
+	owed = (double)(now - st->rate_start_ns) * cfg->rate_pps / 1e9 - (double)sent;
+	if (owed < -(double)batch) {
+		/* Fell behind the other way (slice restarted late): re-anchor, never burst. */
+		st->rate_start_ns = now;
+		st->rate_base = st->frames;
+		return 1;
+	}
+	if (owed >= 1.0)
+		return owed >= batch ? batch : (unsigned int)owed;
+	due = st->rate_start_ns + (uint64_t)((double)(sent + 1) * 1e9 / cfg->rate_pps);
+	if (due > now + 50000) {
+		struct timespec ts = { .tv_sec = (time_t)((due - now - 20000) / 1000000000ull),
+				       .tv_nsec = (long)((due - now - 20000) % 1000000000ull) };
+
+		nanosleep(&ts, NULL);
+	}
+	while (xt_now_ns() < due)
+		;
+	return 1;
+}
+
 int xt_tx_loop(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loop_stats *st)
 {
 	uint64_t start = xt_now_ns(), last = start, now = start;
+	struct xt_loop_cfg paced = *cfg;
+	unsigned int batch = cfg->batch ? cfg->batch : 64;
 	int ret;
 
 	do {
-		ret = xt_tx_burst(xsk, cfg, st);
+		/* The burst takes its size from the batch, so pace by lowering it. */
+		paced.batch = xt_tx_allowance(cfg, st, batch);
+		ret = xt_tx_burst(xsk, &paced, st);
 		if (ret < 0)
 			return ret;
 		now = xt_now_ns();

@@ -112,6 +112,8 @@ struct xt_loop_cfg {
 	unsigned int gen_max_len;
 	/* RX: feed every valid frame to this verifier (stamps, sequences, latency). */
 	struct xt_verifier *verifier;
+	/* TX: packets per second (0: as fast as possible); a token bucket, batch-granular. */
+	double rate_pps;
 };
 
 struct xt_loop_stats {
@@ -125,6 +127,8 @@ struct xt_loop_stats {
 	unsigned long long out_frames;
 	unsigned long long elapsed_ns;
 	unsigned long long next_tmpl;	/* rotation position, carried across calls */
+	unsigned long long rate_start_ns;	/* TX pacing: when the rate was first applied */
+	unsigned long long rate_base;		/* TX pacing: frames sent before that */
 };
 
 int xt_xsk_abi(void);

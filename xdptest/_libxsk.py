@@ -148,7 +148,8 @@ class XskLoop:
     def __init__(self, templates: Sequence[bytes] = (), *, batch: int = 64, count: int = 0,
                  duration: float = 0.0, idle: float = 0.0, poll_ms: int = 1,
                  verify: bool = False, busy_spin: bool = False, copy_out: int = 0,
-                 copy_out_bytes: int = 0, gen: Any = None, verifier: Any = None) -> None:
+                 copy_out_bytes: int = 0, gen: Any = None, verifier: Any = None,
+                 rate: float = 0.0) -> None:
         if not 1 <= batch <= 256:
             raise ConfigError(f"batch must be from 1 to 256, got {batch}")
         self.gen = gen  # a _libgen.GenSpec (``.c``, ``.max_len``): TX builds stamped frames
@@ -181,6 +182,7 @@ class XskLoop:
             cfg.gen_max_len = int(gen.max_len)
         if verifier is not None:
             cfg.verifier = verifier.c
+        cfg.rate_pps = float(rate)
         self.cfg: Any = cfg
         self.st: Any = ffi.new("struct xt_loop_stats *")
 

@@ -145,3 +145,10 @@ def test_percentiles_are_within_two_percent() -> None:
     p50, p90 = percentiles(v.histogram(), (0.5, 0.9), t.latency_min, t.latency_max)
     assert abs(p50 - 50_000) / 50_000 < 0.02
     assert abs(p90 - 90_000) / 90_000 < 0.02
+
+
+def test_random_variation_differs_per_frame_and_ignores_batching() -> None:
+    spec = _spec(UDP4, varies=("udp.sport=1-65535:random",))
+    batch = spec.build(0, 50, 0)
+    assert [spec.build(k, 1, k)[0] for k in range(50)] == batch
+    assert len({Ether(f)[UDP].sport for f in batch}) > 40
