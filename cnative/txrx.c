@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -508,8 +509,14 @@ static unsigned int xt_tx_allowance(const struct xt_loop_cfg *cfg, struct xt_loo
 		st->rate_base = st->frames;
 		return 1;
 	}
+	if (owed > (double)batch) {
+		/* A stall (descheduled, slow kick) left more tokens than the bucket holds: drop the
+		 * excess so the rate is never exceeded in a catch-up burst. */
+		st->rate_start_ns = now - (uint64_t)((double)(sent + batch) * 1e9 / cfg->rate_pps);
+		owed = batch;
+	}
 	if (owed >= 1.0)
-		return owed >= batch ? batch : (unsigned int)owed;
+		return (unsigned int)owed;
 	due = st->rate_start_ns + (uint64_t)((double)(sent + 1) * 1e9 / cfg->rate_pps);
 	if (due > now + 50000) {
 		struct timespec ts = { .tv_sec = (time_t)((due - now - 20000) / 1000000000ull),
@@ -522,14 +529,45 @@ static unsigned int xt_tx_allowance(const struct xt_loop_cfg *cfg, struct xt_loo
 	return 1;
 }
 
+/*
+ * Closed loop: may a batch go, with the receiver's count where it is? Waits briefly while the
+ * window is full; gives up waiting after window_wait_ns without progress (returns 1 anyway).
+ */
+static int xt_tx_window_open(const struct xt_loop_cfg *cfg, const struct xt_loop_stats *st,
+			     unsigned int batch, uint64_t end_ns)
+{
+	uint64_t waited_since = 0, seen = UINT64_MAX;
+
+	if (!cfg->window || !cfg->peer_frames)
+		return 1;
+	for (;;) {
+		/* Relaxed is enough: a stale count only makes us wait a little longer. */
+		uint64_t got = __atomic_load_n(cfg->peer_frames, __ATOMIC_RELAXED);
+		uint64_t now;
+
+		if (st->frames + batch <= got + cfg->window)
+			return 1;
+		now = xt_now_ns();
+		if (got != seen) {
+			seen = got;
+			waited_since = now;
+		}
+		if (now - waited_since >= cfg->window_wait_ns || (end_ns && now >= end_ns))
+			return 1;
+		sched_yield();
+	}
+}
+
 int xt_tx_loop(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loop_stats *st)
 {
 	uint64_t start = xt_now_ns(), last = start, now = start;
+	uint64_t end = cfg->duration_ns ? start + cfg->duration_ns : 0;
 	struct xt_loop_cfg paced = *cfg;
 	unsigned int batch = cfg->batch ? cfg->batch : 64;
 	int ret;
 
 	do {
+		xt_tx_window_open(cfg, st, batch, end);
 		/* The burst takes its size from the batch, so pace by lowering it. */
 		paced.batch = xt_tx_allowance(cfg, st, batch);
 		ret = xt_tx_burst(xsk, &paced, st);

@@ -114,6 +114,12 @@ struct xt_loop_cfg {
 	struct xt_verifier *verifier;
 	/* TX: packets per second (0: as fast as possible); a token bucket, batch-granular. */
 	double rate_pps;
+	/* TX closed loop: keep at most window frames sent but not yet counted at *peer_frames
+	 * (the receiver's loop counter); after window_wait_ns without progress, send anyway so
+	 * frames the kernel dropped cannot stall the sender. window 0: open loop. */
+	const unsigned long long *peer_frames;
+	unsigned long long window;
+	unsigned long long window_wait_ns;
 };
 
 struct xt_loop_stats {

@@ -186,6 +186,14 @@ class XskLoop:
         self.cfg: Any = cfg
         self.st: Any = ffi.new("struct xt_loop_stats *")
 
+    def follow(self, receiver: XskLoop, window: int, max_wait: float = 0.1) -> None:
+        """Closed loop (TX): keep at most ``window`` frames ahead of ``receiver``'s count; after
+        ``max_wait`` seconds without progress there, send anyway (the kernel may have dropped)."""
+        self._peer = receiver  # keeps the counter's memory alive
+        self.cfg.peer_frames = ffi.addressof(receiver.st, "frames")
+        self.cfg.window = window
+        self.cfg.window_wait_ns = int(max_wait * 1e9)
+
     def set_limits(self, count: int | None = None, duration: float | None = None) -> None:
         if count is not None:
             self.cfg.count = count

@@ -38,6 +38,7 @@ from xdptest.errors import (
     ProgramNotFoundError,
     VerifierError,
 )
+from xdptest.netns import iproute
 from xdptest.nsexec import run_in_netns
 
 if TYPE_CHECKING:
@@ -124,20 +125,13 @@ class _Iface:
         return f"{self.ifname}@{self.netns}" if self.netns else self.ifname
 
 
-def _iproute(netns: str | None) -> Any:
-    from pyroute2 import IPRoute
-
-    # ext_ack: the kernel's own sentence for a refusal (e.g. veth's queue rule) reaches the error.
-    return IPRoute(netns=netns, flags=0, ext_ack=True) if netns else IPRoute(ext_ack=True)
-
-
 def _resolve_iface(target: Target, netns: Netns | str | None) -> _Iface:
     from xdptest.netns import Endpoint
 
     if isinstance(target, Endpoint):
         return _Iface(target.netns.name, target.ifindex, target.ifname)
     ns_name = netns if isinstance(netns, str) or netns is None else netns.name
-    with _iproute(ns_name) as ipr:
+    with iproute(ns_name) as ipr:
         if isinstance(target, int):
             links = ipr.get_links(target) if ipr.link_lookup(index=target) else []
             if not links:
@@ -153,7 +147,7 @@ def _resolve_iface(target: Target, netns: Netns | str | None) -> _Iface:
 
 def _xdp_state(iface: _Iface) -> dict[str, int]:
     """Program ids attached to the interface by mode (``native``, ``generic``, ``offload``)."""
-    with _iproute(iface.netns) as ipr:
+    with iproute(iface.netns) as ipr:
         links = ipr.get_links(iface.ifindex)
     xdp = links[0].get_attr("IFLA_XDP") if links else None
     if not xdp:
@@ -176,7 +170,7 @@ def attached_programs(target: Target, netns: Netns | str | None = None) -> dict[
 
 
 def _set_xdp(iface: _Iface, attrs: list[tuple[str, int]]) -> None:
-    with _iproute(iface.netns) as ipr:
+    with iproute(iface.netns) as ipr:
         ipr.link("set", index=iface.ifindex, xdp={"attrs": attrs})
 
 

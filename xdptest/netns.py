@@ -48,10 +48,14 @@ _reaped = False
 _reap_lock = threading.Lock()
 
 
-def _iproute(netns: str | None) -> IPRoute:
+def iproute(netns: str | None) -> IPRoute:
+    """A pyroute2 ``IPRoute`` in namespace ``netns`` (None or "": this process's own).
+
+    ext_ack: the kernel's own sentence for a refusal (e.g. veth's queue rule) reaches errors.
+    """
     from pyroute2 import IPRoute
 
-    if netns is None:
+    if not netns:
         return IPRoute(ext_ack=True)
     return IPRoute(netns=netns, flags=0, ext_ack=True)
 
@@ -98,7 +102,22 @@ class Netns:
     ``ip netns exec NAME CMD`` works on it while it exists (it is bind-mounted under /run/netns).
     """
 
+    @classmethod
+    def existing(cls, name: str | None) -> Netns:
+        """A handle on a namespace the kit did not create (None: this process's own).
+
+        ``close()`` leaves it alone. Its ``name`` is "" for this process's own namespace.
+        """
+        if name and not os.path.exists(netns_path(name)):
+            raise NamespaceError(errno.ENOENT, f"network namespace {name!r} does not exist (see `ip netns list`)")
+        ns = cls.__new__(cls)
+        ns.name = name or ""
+        ns._closed = False
+        ns._owned = False
+        return ns
+
     def __init__(self, name: str | None = None) -> None:
+        self._owned = True
         caps.require(caps.CAP_SYS_ADMIN, caps.CAP_NET_ADMIN, action="creating a network namespace")
         _reap_once()
         name = name or registry.new_name("n")
@@ -127,17 +146,13 @@ class Netns:
             raise
 
     @property
-    def path(self) -> str:
-        return netns_path(self.name)
-
-    @property
     def closed(self) -> bool:
         return self._closed
 
     def iproute(self) -> IPRoute:
         """A pyroute2 ``IPRoute`` bound to this namespace (use it as a context manager)."""
         self._check_open()
-        return _iproute(self.name)
+        return iproute(self.name)
 
     def socket(self, family: int, type_: int, proto: int = 0) -> Socket:
         """A socket living in this namespace (created on a short-lived thread)."""
@@ -159,6 +174,10 @@ class Netns:
             raise InterfaceNotFoundError(f"no interface {ifname!r} in namespace {self.name}")
         return int(found[0])
 
+    @property
+    def path(self) -> str:
+        return netns_path(self.name) if self.name else "/proc/self/ns/net"
+
     def keep(self) -> bool:
         """Leave the namespace in place past this process (``--xdptest-keep``).
 
@@ -172,8 +191,14 @@ class Netns:
         return True
 
     def close(self) -> None:
-        """Remove the namespace (its interfaces go with it). Safe to call twice."""
+        """Remove the namespace (its interfaces go with it). Safe to call twice.
+
+        A handle from ``Netns.existing`` is only marked closed: the namespace stays.
+        """
         if self._closed:
+            return
+        if not self._owned:
+            self._closed = True
             return
         self._closed = True
         _live.discard(self)
@@ -252,7 +277,33 @@ class Endpoint:
         return sock
 
     def __str__(self) -> str:
-        return f"{self.ifname}@{self.netns.name}"
+        return f"{self.ifname}@{self.netns.name}" if self.netns.name else self.ifname
+
+    @classmethod
+    def existing(cls, ifname: str, netns: str | None = None) -> Endpoint:
+        """An endpoint on an interface the kit did not create (named by the user).
+
+        Its MAC, first IPv4/IPv6 address and rx queue count are read from the kernel.
+        """
+        ns = Netns.existing(netns)
+        with ns.iproute() as ipr:
+            found = ipr.link_lookup(ifname=ifname)
+            if not found:
+                where = f"namespace {netns}" if netns else "this namespace"
+                raise InterfaceNotFoundError(f"no interface {ifname!r} in {where} (see `ip link`)")
+            index = int(found[0])
+            link = ipr.get_links(index)[0]
+            addrs = ipr.get_addr(index=index)
+        v4 = [a for a in addrs if a["family"] == socket.AF_INET]
+        v6 = [a for a in addrs if a["family"] == socket.AF_INET6 and a["scope"] == 0]
+        return cls(
+            netns=ns, ifname=ifname, ifindex=index, mac=str(link.get_attr("IFLA_ADDRESS")),
+            ipv4=v4[0].get_attr("IFA_ADDRESS") if v4 else None,
+            ipv6=v6[0].get_attr("IFA_ADDRESS") if v6 else None,
+            ipv4_prefixlen=int(v4[0]["prefixlen"]) if v4 else 24,
+            ipv6_prefixlen=int(v6[0]["prefixlen"]) if v6 else 64,
+            queues=int(link.get_attr("IFLA_NUM_RX_QUEUES") or 1),
+        )
 
 
 def _disable_ipv6(ns: Netns, ifname: str) -> None:

@@ -31,8 +31,8 @@ def netns_path(name: str) -> str:
 
 
 def run_in_netns(name: str | None, func: Callable[[], _T]) -> _T:
-    """Run ``func`` on a fresh thread inside namespace ``name`` (None: this thread's own)."""
-    if name is None:
+    """Run ``func`` on a fresh thread inside namespace ``name`` (None or "": this thread's own)."""
+    if not name:
         return func()
     try:
         nsfd = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)

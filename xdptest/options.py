@@ -25,10 +25,14 @@ class TrafficOptions:
     count: int | None = None
     duration: float | None = None
     rate: float | None = None  # packets per second, None: as fast as possible
+    # Closed loop: the sender stays at most this many frames ahead of the receiver's count, so
+    # a receiver thread that the scheduler sets aside cannot lose frames (None: open loop).
+    window: int | None = None
     queues: int = 1
     frame_size: int = 4096
     frames: int = 4096
     ring_size: int = 2048
+    rx_ring_size: int | None = None  # receiver's RX and fill rings; default max(ring_size, 8192)
     batch: int = 64
     headroom: int = 0
     unaligned: bool = False
@@ -53,12 +57,16 @@ class TrafficOptions:
             raise ConfigError(f"--duration must be positive, got {self.duration}")
         if self.rate is not None and not self.rate > 0:
             raise ConfigError(f"--rate must be a positive number of packets per second, got {self.rate}")
+        if self.window is not None and self.window < self.batch:
+            raise ConfigError(f"window {self.window} is smaller than a batch ({self.batch})")
         if not 1 <= self.queues <= 64:
             raise ConfigError(f"--queues must be from 1 to 64, got {self.queues}")
         if not _power_of_two(self.ring_size):
             raise RingSizeError(f"--ring-size {self.ring_size} is not a power of two (try "
                                 f"{1 << max(0, self.ring_size.bit_length() - 1) or 1} or "
                                 f"{1 << self.ring_size.bit_length()})")
+        if self.rx_ring_size is not None and not _power_of_two(self.rx_ring_size):
+            raise RingSizeError(f"--rx-ring-size {self.rx_ring_size} is not a power of two")
         if not self.unaligned and self.frame_size not in (2048, 4096):
             raise ConfigError(f"--frame-size {self.frame_size}: aligned UMEM frames are 2048 or 4096 "
                               "bytes; use --unaligned for other sizes")

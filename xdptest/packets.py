@@ -164,8 +164,9 @@ def parse_scapy(expr: str) -> Packet:
     return pkt
 
 
-def from_scapy(pkt: Packet | str, size: int | None = None, *, src_mac: str | None = None,
-               dst_mac: str | None = None, src_ip: str | None = None, dst_ip: str | None = None) -> Template:
+def from_scapy(pkt: Packet | str, size: int | None = None, *, min_size: int = MIN_FRAME,
+               src_mac: str | None = None, dst_mac: str | None = None, src_ip: str | None = None,
+               dst_ip: str | None = None, src_ip6: str | None = None, dst_ip6: str | None = None) -> Template:
     """A template from a scapy packet (or expression); unset addresses take the given defaults.
 
     Missing MAC addresses are never resolved by scapy (that would query this host's routes).
@@ -183,15 +184,18 @@ def from_scapy(pkt: Packet | str, size: int | None = None, *, src_mac: str | Non
             if value is None and field == "dst":
                 raise ConfigError("the packet needs Ether(dst=...) when no receiver is known")
             pkt.setfieldval(field, value or "02:00:00:00:00:01")
-    if IP in pkt:
-        ip = pkt[IP]
-        if "src" not in ip.fields and src_ip:
-            ip.src = src_ip
-        if "dst" not in ip.fields and dst_ip:
-            ip.dst = dst_ip
+    from scapy.layers.inet6 import IPv6
+
+    for layer, src, dst in ((IP, src_ip, dst_ip), (IPv6, src_ip6, dst_ip6)):
+        if layer in pkt:
+            header = pkt[layer]
+            if "src" not in header.fields and src:
+                header.src = src
+            if "dst" not in header.fields and dst:
+                header.dst = dst
     template = analyse(bytes(pkt))
     if size is None:
-        size = max(template.size, template.stamp_offset + STAMP_SIZE, MIN_FRAME)
+        size = max(template.size, template.stamp_offset + STAMP_SIZE, min_size)
     return template.resized(size)
 
 

@@ -242,7 +242,9 @@ def _sysfs(endpoint: Endpoint, name: str, value: str | None = None) -> str:
     mounts a fresh sysfs for the namespace.
     """
     path = f"/sys/class/net/{endpoint.ifname}/{name}"
-    argv = ["ip", "netns", "exec", endpoint.netns.name, "cat" if value is None else "tee", path]
+    argv = ["cat" if value is None else "tee", path]
+    if endpoint.netns.name:  # /sys shows a namespace's devices only to a process inside it
+        argv = ["ip", "netns", "exec", endpoint.netns.name, *argv]
     try:
         done = subprocess.run(argv, input=value, capture_output=True, text=True, timeout=10,
                               check=True)
@@ -271,7 +273,7 @@ class XskSocket:
     by ``xskmap=``) gets this socket at key ``xskmap_key`` (default: the queue); when None, the
     built-in ``redirect`` program is attached in ``attach_mode``. ``fill_frames`` frames go to the
     fill ring (default: half the free frames, at most ``fill_size``; all of them for an RX-only
-    socket).
+    socket). A TX-only socket (``rx_size=0``) attaches no program unless one is given.
     """
 
     def __init__(self, endpoint: Endpoint, queue: int = 0, umem: Umem | None = None,
@@ -330,7 +332,9 @@ class XskSocket:
             if self.busy_poll:
                 self._enable_busy_poll(self.busy_poll, busy_poll_budget)
                 undo.callback(_interfaces.release_busy_poll, endpoint)
-            self._wire_program(program, xskmap, attach_mode, undo)
+            if rx_size or program is not None:
+                # A TX-only socket needs no program: the interface's RX path stays untouched.
+                self._wire_program(program, xskmap, attach_mode, undo)
             self._own_umem = own_umem
             self._closed = False
             undo.pop_all()

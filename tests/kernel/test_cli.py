@@ -1,0 +1,73 @@
+"""xdptest-gen as a user runs it: exit codes, one-line errors, JSON and pcap output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def gen(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "xdptest.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def test_builtin_topology_verifies_everything(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    p = gen("--count", "20000", "--window", "4096", "--json", str(out))
+    assert p.returncode == 0, p.stderr
+    assert "xdptest-gen: PASS" in p.stdout and "built-in topology, removed afterwards" in p.stdout
+    report = json.loads(out.read_text())
+    assert (report["sent"], report["received"], report["lost"]) == (20000, 20000, 0)
+    assert report["bind_mode"] == "copy" and report["need_wakeup"] is True
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--ring-size", "1000"], "not a power of two"),
+    (["--iface", "xtnope0"], "no interface 'xtnope0'"),
+    (["--vary", "udp.sport=9-1"], "inverted"),
+    (["--packet", "Ether()/IP("], "not a scapy expression"),
+    (["--pcap", "/nonexistent/x.pcap"], "cannot read it"),
+    (["--size", "5000"], "longer than a UMEM frame"),
+    (["--frame-size", "3000"], "2048 or 4096"),
+    (["--bogus"], "unrecognized arguments"),
+    (["--rx-iface", "x"], "need --iface"),
+])
+def test_bad_usage_exits_2_with_one_line(args: list[str], message: str) -> None:
+    p = gen(*args)
+    assert p.returncode == 2
+    assert message in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in p.stderr
+
+
+def test_write_pcap_is_readable_by_tcpdump(tmp_path: Path) -> None:
+    pcap = tmp_path / "rx.pcap"
+    p = gen("--count", "500", "--window", "256", "--write-pcap", str(pcap), "--vary", "udp.dport=100-109")
+    assert p.returncode == 0, p.stderr
+    out = subprocess.run(["tcpdump", "-nr", str(pcap)], capture_output=True, text=True, check=True).stdout
+    assert len(out.splitlines()) == 500
+    assert "198.18.0.2.109:" in out
+
+
+def test_starved_receiver_exits_1_and_allow_loss_accepts_it() -> None:
+    starve = ["--count", "200000", "--rx-ring-size", "64", "--ring-size", "64", "--frames", "128", "--batch", "32"]
+    p = gen(*starve)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "xdptest-gen: FAIL" in p.stdout and "rx_fill_ring_empty_descs" in p.stdout
+    assert gen(*starve, "--allow-loss", "100").returncode == 0
+
+
+def test_existing_interfaces_by_name(veth_pair) -> None:
+    pair = veth_pair()
+    p = gen("--iface", pair.a.ifname, "--netns", pair.a.netns.name, "--rx-iface", pair.b.ifname,
+            "--rx-netns", pair.b.netns.name, "--count", "3000", "--window", "1024")
+    assert p.returncode == 0, p.stderr
+    assert f"{pair.a} -> {pair.b}" in p.stdout
+    tx_only = gen("--iface", pair.a.ifname, "--netns", pair.a.netns.name, "--count", "100",
+                  "--packet", f"Ether(dst='{pair.b.mac}')/IP(dst='{pair.b.ipv4}')/UDP(dport=9)")
+    assert tx_only.returncode == 0, tx_only.stderr
+    assert "transmit only" in tx_only.stdout

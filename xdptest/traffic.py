@@ -1,0 +1,374 @@
+"""Traffic generation and verification over AF_XDP: what ``xdptest-gen`` and the ``traffic``
+fixture run.
+
+For each queue, a TX socket on the sending endpoint runs the C loop that builds stamped frames
+straight into its UMEM (field variation, checksums, pacing), and an RX socket on the receiving
+endpoint (behind the built-in ``redirect`` program, or the caller's) runs the C loop that checks
+every frame's stamp and keeps sequence and latency accounting. Python only starts the threads,
+reads counters every slice for progress, and assembles the :class:`TrafficReport`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from xdptest import packets
+from xdptest._libgen import GenSpec, Verifier, percentiles
+from xdptest.errors import ConfigError, XdpTestError
+from xdptest.options import TrafficOptions
+from xdptest.report import LATENCY_KEYS, XDP_STAT_NAMES, TrafficReport
+from xdptest.xsk import Umem, XskLoop, XskSocket
+
+if TYPE_CHECKING:
+    from xdptest.bpf import XdpProgram
+    from xdptest.netns import Endpoint
+
+SLICE_S = 0.05  # C loops return to Python this often, for progress and stop requests
+DRAIN_IDLE_S = 0.25  # after the senders stop, the receivers wait this long for stragglers
+DEFAULT_PACKET = "Ether()/IP()/UDP(sport=1024, dport=9)"
+# The receiver's rings hold at least this many frames: at 1 Mpps that is 8 ms of traffic, enough
+# to ride out a receiver thread that the scheduler sets aside for a few milliseconds.
+MIN_RX_RING = 8192
+DEFAULT_SIZE = 64  # frames without --size: 64 bytes, or what the headers and stamp need
+QUANTILES = (0.5, 0.9, 0.99, 0.999)
+
+
+@dataclass
+class Progress:
+    elapsed_s: float
+    sent: int
+    received: int
+
+    @property
+    def in_flight_or_lost(self) -> int:
+        return max(0, self.sent - self.received)
+
+    def line(self) -> str:
+        rate = self.sent / self.elapsed_s if self.elapsed_s else 0.0
+        return (f"{self.elapsed_s:7.2f} s  {rate / 1e6:6.3f} Mpps  sent {self.sent}  "
+                f"received {self.received}  missing {self.in_flight_or_lost}")
+
+
+def build_templates(options: TrafficOptions, src: Endpoint, dst: Endpoint | None
+                    ) -> tuple[list[packets.Template], list[packets.Vary]]:
+    """Templates and resolved variations for a run (all checks happen here, before any socket)."""
+    varies = [packets.parse_vary(v) for v in options.vary]
+    size_vary = [v for v in varies if v.kind == packets.KIND_SIZE]
+    if len(size_vary) > 1:
+        raise ConfigError("--vary size may be given once")
+    size = size_vary[0].lo if size_vary else options.size
+    peer = dst or src.peer  # transmitting only on a veth: address its peer
+    if options.pcap:
+        templates = packets.from_pcap(options.pcap, size)
+    else:
+        templates = [packets.from_scapy(
+            options.packet or DEFAULT_PACKET, size, min_size=DEFAULT_SIZE,
+            src_mac=src.mac, dst_mac=peer.mac if peer else None,
+            src_ip=src.ipv4, dst_ip=peer.ipv4 if peer else None,
+            src_ip6=src.ipv6, dst_ip6=peer.ipv6 if peer else None,
+        )]
+    resolved = [packets.resolve(v, t) for v in varies for t in templates][: len(varies)]
+    for v in varies:  # every template must have every varied field
+        for t in templates:
+            packets.resolve(v, t)
+    biggest = max([t.size for t in templates] + [v.hi for v in size_vary])
+    room = options.frame_size - options.headroom
+    if biggest > room:
+        raise ConfigError(f"frames of up to {biggest} bytes do not fit a {options.frame_size}-byte UMEM "
+                          f"frame{f' with {options.headroom} bytes of headroom' if options.headroom else ''};"
+                          " raise --frame-size or lower --size")
+    return templates, resolved
+
+
+@dataclass
+class _Queue:
+    index: int
+    tx: XskSocket
+    rx: XskSocket | None
+    tx_loop: XskLoop
+    rx_loop: XskLoop | None
+    verifier: Verifier | None
+    errors: list[BaseException] = field(default_factory=list)
+
+
+class TrafficRun:
+    """One run: sockets per queue, sender and receiver threads, and the report.
+
+    Use :func:`run_traffic` unless you need to drive it yourself (``start``/``wait``/``report``).
+    """
+
+    def __init__(self, src: Endpoint, dst: Endpoint | None, options: TrafficOptions, *,
+                 rx_program: XdpProgram | None = None, capture: int = 0) -> None:
+        if options.count is None and options.duration is None:
+            raise ConfigError("give --count or --duration: an endless run cannot be verified")
+        if options.queues > src.queues or (dst is not None and options.queues > dst.queues):
+            raise ConfigError(f"--queues {options.queues}: the interfaces have {src.queues}"
+                              f"{f'/{dst.queues}' if dst else ''} queue(s)")
+        self.src, self.dst, self.options = src, dst, options
+        self.templates, self.varies = build_templates(options, src, dst)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._senders_done = threading.Event()
+        self._stack = contextlib.ExitStack()
+        self._queues: list[_Queue] = []
+        self._started = 0.0
+        self._tx_elapsed = 0.0
+        self._capture = capture
+        self.interrupted = False
+        try:
+            for q in range(options.queues):
+                self._queues.append(self._open_queue(q, rx_program))
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def _umem(self, frames: int | None = None) -> Umem:
+        o = self.options
+        umem = Umem(frame_size=o.frame_size, frames=frames or o.frames, headroom=o.headroom,
+                    unaligned=o.unaligned)
+        self._stack.callback(umem.close)
+        return umem
+
+    def _open_queue(self, q: int, rx_program: XdpProgram | None) -> _Queue:
+        o = self.options
+        rx = rx_loop = verifier = None
+        if self.dst is not None:
+            rx_ring = o.rx_ring_size or max(o.ring_size, MIN_RX_RING)
+            rx = XskSocket(self.dst, queue=q, umem=self._umem(max(o.frames, 2 * rx_ring)), rx_size=rx_ring,
+                           tx_size=0, fill_size=rx_ring, comp_size=o.ring_size, mode=o.mode,
+                           need_wakeup=o.need_wakeup, busy_poll=o.busy_poll, program=rx_program,
+                           attach_mode=o.attach_mode, busy_poll_budget=o.busy_poll_budget or 64)
+            self._stack.callback(rx.close)
+            verifier = Verifier()
+            capture = self._capture if q == 0 else 0
+            rx_loop = XskLoop(batch=min(o.batch, 256), poll_ms=1, verifier=verifier, copy_out=capture,
+                              copy_out_bytes=capture * min(o.frame_size, 2048))
+        tx = XskSocket(self.src, queue=q, umem=self._umem(), rx_size=0, tx_size=o.ring_size,
+                       fill_size=o.ring_size, comp_size=o.ring_size, mode=o.mode,
+                       need_wakeup=o.need_wakeup)
+        self._stack.callback(tx.close)
+        gen = GenSpec(self.templates, self.varies, stream=q, seed=o.seed)
+        per_queue = None
+        if o.count is not None:
+            per_queue = o.count // o.queues + (1 if q < o.count % o.queues else 0)
+        rate = o.rate / o.queues if o.rate else 0.0
+        tx_loop = XskLoop(batch=min(o.batch, 256), count=per_queue or 0, gen=gen, rate=rate)
+        if o.window and rx_loop is not None:
+            tx_loop.follow(rx_loop, o.window)
+        return _Queue(q, tx, rx, tx_loop, rx_loop, verifier)
+
+    # --- threads -------------------------------------------------------------------------------
+
+    def _pin(self, role: int, queue: _Queue) -> None:
+        """Spread threads over CPUs: senders and receivers of a queue on different ones (the
+        kernel's veth work runs on the sender's CPU, so the receiver must not share it)."""
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) > 1:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, {cpus[(2 * queue.index + role) % len(cpus)]})
+
+    def _send(self, queue: _Queue) -> None:
+        self._pin(0, queue)
+        o = self.options
+        deadline = self._started + o.duration if o.duration else None
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    break
+                slice_s = SLICE_S if deadline is None else min(SLICE_S, max(deadline - now, 1e-4))
+                queue.tx_loop.set_limits(duration=slice_s)
+                queue.tx.run_tx(queue.tx_loop)
+                if queue.tx_loop.cfg.count and queue.tx_loop.st.frames >= queue.tx_loop.cfg.count:
+                    break
+            # let the completion ring settle: every sent frame has left the UMEM
+            for _ in range(20):
+                queue.tx.complete()
+                if queue.tx.counters()["completed"] >= queue.tx_loop.st.frames:
+                    break
+                time.sleep(0.002)
+        except BaseException as exc:
+            queue.errors.append(exc)
+            self._stop.set()
+
+    def _receive(self, queue: _Queue) -> None:
+        assert queue.rx is not None and queue.rx_loop is not None
+        self._pin(1, queue)
+        loop = queue.rx_loop
+        try:
+            idle_since: float | None = None
+            while True:
+                before = int(loop.st.frames)
+                loop.set_limits(duration=SLICE_S)
+                queue.rx.run_rx(loop)
+                got = int(loop.st.frames) > before
+                if self._stop.is_set() and not self._senders_done.is_set():
+                    break
+                if self._senders_done.is_set():
+                    if int(loop.st.frames) >= int(queue.tx_loop.st.frames):
+                        break
+                    if got:
+                        idle_since = None
+                    elif idle_since is None:
+                        idle_since = time.monotonic()
+                    elif time.monotonic() - idle_since >= DRAIN_IDLE_S:
+                        break
+        except BaseException as exc:
+            queue.errors.append(exc)
+            self._stop.set()
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        for queue in self._queues:
+            if queue.rx is not None:
+                self._threads.append(threading.Thread(target=self._receive, args=(queue,),
+                                                      name=f"xdptest-rx{queue.index}", daemon=True))
+        senders = [threading.Thread(target=self._send, args=(q,), name=f"xdptest-tx{q.index}", daemon=True)
+                   for q in self._queues]
+        for t in self._threads + senders:
+            t.start()
+
+        def senders_done() -> None:
+            for t in senders:
+                t.join()
+            self._tx_elapsed = time.monotonic() - self._started
+            self._senders_done.set()
+
+        waiter = threading.Thread(target=senders_done, name="xdptest-tx-join", daemon=True)
+        waiter.start()
+        self._threads += [*senders, waiter]
+
+    def progress(self) -> Progress:
+        sent = sum(int(q.tx_loop.st.frames) for q in self._queues)
+        received = sum(int(q.rx_loop.st.frames) for q in self._queues if q.rx_loop is not None)
+        return Progress(time.monotonic() - self._started, sent, received)
+
+    def wait(self, on_progress: Callable[[Progress], None] | None = None, interval: float = 0.1) -> None:
+        """Wait for the run to end; Ctrl-C stops it early (the report then says so)."""
+        try:
+            while any(t.is_alive() for t in self._threads):
+                for t in self._threads:
+                    t.join(timeout=interval)
+                    break
+                if on_progress is not None:
+                    on_progress(self.progress())
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self._stop.set()
+            self._senders_done.set()
+            for t in self._threads:
+                t.join()
+        for q in self._queues:
+            if q.errors:
+                raise q.errors[0]
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- report --------------------------------------------------------------------------------
+
+    def captured(self) -> list[bytes]:
+        """Frames the first receiver copied out (``capture=N``)."""
+        q = self._queues[0]
+        return q.rx_loop.copied_frames() if q.rx_loop is not None else []
+
+    def report(self) -> TrafficReport:
+        o = self.options
+        r = TrafficReport(queues=o.queues, frame_size=o.frame_size, need_wakeup=o.need_wakeup,
+                          packet_size=self.templates[0].size)
+        r.bind_mode = self._queues[0].tx.bind_mode
+        reason = self._queues[0].tx.fallback_reason
+        if reason:
+            r.notes.append(f"zero-copy unavailable, copy mode used: {reason}")
+        total = Verifier()
+        tx_bytes = 0
+        for q in self._queues:
+            sent = int(q.tx_loop.st.frames)
+            tx_bytes += int(q.tx_loop.st.bytes)
+            r.sent += sent
+            stats = _add_stats({}, q.tx.statistics())
+            entry: dict[str, Any] = {"queue": q.index, "sent": sent}
+            if q.verifier is not None and q.rx is not None:
+                _add_stats(stats, q.rx.statistics())
+                s = q.verifier.stream(q.index)
+                unique = s.unique if s else 0
+                corrupted = q.verifier.totals().corrupted
+                entry.update(received=unique, lost=max(0, sent - unique - corrupted),
+                             duplicated=s.duplicated if s else 0, reordered=s.reordered if s else 0,
+                             corrupted=corrupted)
+                total.merge(q.verifier)
+            entry["xdp_stats"] = stats
+            _add_stats(r.xdp_stats, stats)
+            r.per_queue.append(entry)
+        r.duration_s = round(self._tx_elapsed or (time.monotonic() - self._started), 6)
+        if r.duration_s > 0:
+            r.tx_pps = round(r.sent / r.duration_s, 1)
+            r.tx_gbps = round(tx_bytes * 8 / r.duration_s / 1e9, 4)
+        if self.dst is not None:
+            self._fill_rx(r, total)
+        else:
+            r.notes.append("transmit only: nothing was verified")
+        if self.interrupted:
+            r.notes.append("interrupted: the figures cover the run up to Ctrl-C")
+        return r
+
+    def _fill_rx(self, r: TrafficReport, total: Verifier) -> None:
+        t = total.totals()
+        r.received = sum(e.get("received", 0) for e in r.per_queue)
+        r.duplicated = sum(e.get("duplicated", 0) for e in r.per_queue)
+        r.reordered = sum(e.get("reordered", 0) for e in r.per_queue)
+        r.corrupted = t.corrupted
+        r.lost = sum(e.get("lost", 0) for e in r.per_queue)
+        r.foreign = t.foreign
+        span = (t.last_ns - t.first_ns) / 1e9
+        r.rx_pps = round(r.received / span, 1) if span > 0 else 0.0
+        lat = percentiles(total.histogram(), QUANTILES, t.latency_min, t.latency_max)
+        r.latency_ns = dict(zip(LATENCY_KEYS, [t.latency_min, *lat, t.latency_max], strict=True))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._senders_done.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        self._stack.close()
+
+    def __enter__(self) -> TrafficRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _add_stats(into: dict[str, int], stats: dict[str, int]) -> dict[str, int]:
+    for name in XDP_STAT_NAMES:
+        into[name] = into.get(name, 0) + int(stats.get(name, 0))
+    return into
+
+
+def run_traffic(src: Endpoint, dst: Endpoint | None, options: TrafficOptions | None = None, *,
+                on_progress: Callable[[Progress], None] | None = None, rx_program: XdpProgram | None = None,
+                capture: int = 0, **kwargs: Any) -> TrafficReport:
+    """Send from ``src`` through AF_XDP and verify at ``dst`` (None: transmit only).
+
+    Options come as a :class:`TrafficOptions` or as keyword arguments of the same names
+    (``count=``, ``rate=``, ``vary=``, ``packet=``, ``queues=``, ...).
+    """
+    if options is None:
+        options = TrafficOptions.from_kwargs(**kwargs)
+    elif kwargs:
+        options = options.with_(**kwargs)
+    with TrafficRun(src, dst, options, rx_program=rx_program, capture=capture) as run:
+        run.start()
+        run.wait(on_progress)
+        report = run.report()
+        report.extra_frames = run.captured() if capture else []  # type: ignore[attr-defined]
+        return report
+
+
+__all__ = ["Progress", "TrafficReport", "TrafficRun", "XdpTestError", "build_templates", "run_traffic"]
