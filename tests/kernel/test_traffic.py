@@ -14,7 +14,6 @@ from xdptest import ConfigError
 from xdptest.report import LATENCY_KEYS, XDP_STAT_NAMES
 from xdptest.traffic import TrafficRun, run_traffic
 
-
 # Tests that assert zero loss run closed loop (window=): on a loaded CI machine the receiver thread
 # can be set aside for tens of milliseconds, which open loop at full speed would turn into loss.
 W = 4096
@@ -143,7 +142,8 @@ def _opts(**kwargs):  # type: ignore[no-untyped-def]
 
 def test_tcp_and_ipv6_layers_are_what_was_asked(veth_pair) -> None:
     pair = veth_pair(ipv6=True)
-    with TrafficRun(pair.a, pair.b, _opts(count=10, packet="Ether()/IPv6()/TCP(dport=443)", window=W), capture=10) as run:
+    options = _opts(count=10, packet="Ether()/IPv6()/TCP(dport=443)", window=W)
+    with TrafficRun(pair.a, pair.b, options, capture=10) as run:
         run.start()
         run.wait()
         frames = run.captured()
