@@ -492,10 +492,15 @@ static unsigned int xt_tx_allowance(const struct xt_loop_cfg *cfg, struct xt_loo
 				    unsigned int batch)
 {
 	uint64_t now, due, sent;
-	double owed;
+	unsigned int want;
+	double owed, depth;
 
 	if (cfg->rate_pps <= 0)
 		return batch;
+	/* Send in bursts of about 50 us of traffic (at least one frame): a kick costs several
+	 * microseconds in copy mode, so one kick per frame could not reach high rates. */
+	want = (unsigned int)(cfg->rate_pps * 50e-6);
+	want = want < 1 ? 1 : want > batch ? batch : want;
 	now = xt_now_ns();
 	if (!st->rate_start_ns) {
 		st->rate_start_ns = now;
@@ -503,21 +508,16 @@ static unsigned int xt_tx_allowance(const struct xt_loop_cfg *cfg, struct xt_loo
 	}
 	sent = st->frames - st->rate_base;
 	owed = (double)(now - st->rate_start_ns) * cfg->rate_pps / 1e9 - (double)sent;
-	if (owed < -(double)batch) {
-		/* Fell behind the other way (slice restarted late): re-anchor, never burst. */
-		st->rate_start_ns = now;
-		st->rate_base = st->frames;
-		return 1;
+	depth = cfg->rate_pps * 0.01 > batch ? cfg->rate_pps * 0.01 : batch;
+	if (owed > depth) {
+		/* A stall (descheduled, slow kick) left more tokens than the bucket holds (10 ms of
+		 * traffic, at least a batch): drop the excess so a catch-up stays short. */
+		st->rate_start_ns = now - (uint64_t)((double)sent * 1e9 / cfg->rate_pps + depth * 1e9 / cfg->rate_pps);
+		owed = depth;
 	}
-	if (owed > (double)batch) {
-		/* A stall (descheduled, slow kick) left more tokens than the bucket holds: drop the
-		 * excess so the rate is never exceeded in a catch-up burst. */
-		st->rate_start_ns = now - (uint64_t)((double)(sent + batch) * 1e9 / cfg->rate_pps);
-		owed = batch;
-	}
-	if (owed >= 1.0)
-		return (unsigned int)owed;
-	due = st->rate_start_ns + (uint64_t)((double)(sent + 1) * 1e9 / cfg->rate_pps);
+	if (owed >= want)
+		return owed >= batch ? batch : (unsigned int)owed;
+	due = st->rate_start_ns + (uint64_t)((double)(sent + want) * 1e9 / cfg->rate_pps);
 	if (due > now + 50000) {
 		struct timespec ts = { .tv_sec = (time_t)((due - now - 20000) / 1000000000ull),
 				       .tv_nsec = (long)((due - now - 20000) % 1000000000ull) };
@@ -526,7 +526,7 @@ static unsigned int xt_tx_allowance(const struct xt_loop_cfg *cfg, struct xt_loo
 	}
 	while (xt_now_ns() < due)
 		;
-	return 1;
+	return want;
 }
 
 /*
