@@ -27,12 +27,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_xsk import Row, measure_rx_side, trafgen_row, udp_frame  # noqa: E402
+from bench_xsk import Row, measure_rx_side, trafgen_row, udp_frame
 
-from xdptest.bpf import XdpProgram  # noqa: E402
-from xdptest.netns import VethPair  # noqa: E402
-from xdptest.options import TrafficOptions  # noqa: E402
-from xdptest.traffic import TrafficRun, run_traffic  # noqa: E402
+from xdptest.bpf import XdpProgram
+from xdptest.netns import VethPair
+from xdptest.options import TrafficOptions
+from xdptest.traffic import TrafficRun, run_traffic
 
 
 def gen_tx_pps(pair: VethPair, duration: float) -> float:
