@@ -22,6 +22,14 @@ _EXPORTS = {
     "Attachment": "xdptest.bpf",
     "builtin_program_path": "xdptest.bpf",
     "BUILTIN_PROGRAMS": "xdptest.bpf",
+    "Umem": "xdptest.xsk",
+    "XskSocket": "xdptest.xsk",
+    "XskLoop": "xdptest.xsk",
+    "RingState": "xdptest.xsk",
+    "TrafficReport": "xdptest.report",
+    "TrafficOptions": "xdptest.options",
+    "TrafficRun": "xdptest.traffic",
+    "run_traffic": "xdptest.traffic",
 }
 _ERRORS = (
     "XdpTestError",
@@ -66,8 +74,13 @@ __all__ = [
     "PermissionDeniedError",
     "ProgramNotFoundError",
     "RingSizeError",
+    "RingState",
     "TestRunResult",
     "ToolchainError",
+    "TrafficOptions",
+    "TrafficReport",
+    "TrafficRun",
+    "Umem",
     "UmemError",
     "VerifierError",
     "VethPair",
@@ -75,8 +88,11 @@ __all__ = [
     "XdpMap",
     "XdpProgram",
     "XdpTestError",
+    "XskLoop",
+    "XskSocket",
     "__version__",
     "builtin_program_path",
+    "run_traffic",
 ]
 
 if TYPE_CHECKING:
@@ -111,6 +127,10 @@ if TYPE_CHECKING:
         XdpTestError,
     )
     from xdptest.netns import Endpoint, Netns, VethPair
+    from xdptest.options import TrafficOptions
+    from xdptest.report import TrafficReport
+    from xdptest.traffic import TrafficRun, run_traffic
+    from xdptest.xsk import RingState, Umem, XskLoop, XskSocket
 
 
 def __getattr__(name: str) -> Any:

@@ -17,6 +17,13 @@ Fixtures (all function scope):
     A loaded program; attachments made with it are detached at teardown.
 ``netdevsim(ports=1, queues=1)`` -> :class:`xdptest.netdevsim.Netdevsim`
     A netdevsim device; skips with the reason where the kernel has no netdevsim.
+``xsk(endpoint, queue=0, **options)`` -> :class:`xdptest.XskSocket`
+    A bound AF_XDP socket (its own Umem unless ``umem=``); override points ``umem_options``,
+    ``xsk_options``.
+``traffic(src, dst, count=..., **options)`` -> :class:`xdptest.TrafficReport`
+    Stamped AF_XDP traffic verified frame by frame; override point ``traffic_options``.
+``xdp_run(program, packet, repeat=1)`` -> :class:`xdptest.TestRunResult`
+    BPF_PROG_TEST_RUN without any topology.
 """
 
 from __future__ import annotations
@@ -49,6 +56,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "(the next run of the kit removes them)",
     )
     parser.addini("xdptest_keep", "default for --xdptest-keep", type="bool", default=False)
+    group.addoption(
+        "--xdptest-artifacts", dest="xdptest_artifacts", metavar="DIR", default=None,
+        help="for each failed test, write pcaps of what kit sockets sent and received, "
+             "XDP_STATISTICS, ring snapshots and map dumps under DIR/<test>/",
+    )
+    parser.addini("xdptest_artifacts", "default for --xdptest-artifacts", default="")
 
 
 def _kernel_option(config: pytest.Config) -> str | None:
@@ -110,15 +123,45 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.skip(f"{name} not available: {status.reason}")
 
 
+def _artifacts_root(config: pytest.Config) -> str | None:
+    value = config.getoption("xdptest_artifacts") or config.getini("xdptest_artifacts")
+    return str(value) if value else None
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     if report.when == "call":
         item.stash[_failed_key] = report.failed
+    collector = item.stash.get(_collector_key, None)
+    root = _artifacts_root(item.config)
+    if report.failed and root and collector is not None and report.when in ("setup", "call"):
+        # Fixtures are still alive here (teardown comes later): dump while there is something to see.
+        from pathlib import Path
+
+        from xdptest.artifacts import artifact_dir
+
+        try:
+            files = collector.dump(artifact_dir(Path(root), item.nodeid))
+            text = "\n".join(str(f) for f in files) or "(nothing to dump)"
+        except Exception as exc:  # never turn a failure report into an internal error
+            text = f"could not write artifacts: {exc}"
+        report.sections.append(("xdptest artifacts", text))
     return report
 
 
 _failed_key = pytest.StashKey[bool]()
+_collector_key = pytest.StashKey[Any]()
+
+
+def _collector(request: pytest.FixtureRequest) -> Any:
+    """The test's artifact collector (created on first use)."""
+    from xdptest.artifacts import ArtifactCollector
+
+    node = request.node
+    if _collector_key not in node.stash:
+        node.stash[_collector_key] = ArtifactCollector()
+    return node.stash[_collector_key]
 
 
 def _test_failed(request: pytest.FixtureRequest) -> bool:
@@ -199,6 +242,7 @@ def veth_pair(request: pytest.FixtureRequest) -> Iterator[Callable[..., VethPair
              **options: Any) -> VethPair:
         pair = VethPair(queues=queues, mtu=mtu, ipv4=ipv4, ipv6=ipv6, **options)
         cleanup.keepable(pair.close, pair.keep)
+        _collector(request).endpoints.extend(pair.endpoints)
         return pair
 
     yield make
@@ -220,6 +264,7 @@ def xdp_program(request: pytest.FixtureRequest, xdp_attach_mode: str) -> Iterato
         prog = XdpProgram.load(path_or_builtin, program, **options)
         prog.default_mode = xdp_attach_mode  # type: ignore[assignment]
         cleanup.keepable(prog.close, prog.keep)
+        _collector(request).programs.append(prog)
         return prog
 
     yield make
@@ -271,3 +316,107 @@ def netdevsim() -> Iterator[Callable[..., Any]]:
 
     yield make
     cleanup.run()
+
+
+UMEM_OPTIONS = ("frame_size", "frames", "headroom", "unaligned", "hugepages")
+
+
+@pytest.fixture
+def umem_options() -> dict[str, Any]:
+    """Override point: default ``Umem`` options for ``xsk`` (e.g. ``{"frame_size": 2048}``)."""
+    return {}
+
+
+@pytest.fixture
+def xsk_options() -> dict[str, Any]:
+    """Override point: default ``XskSocket`` options for ``xsk`` (e.g. ``{"need_wakeup": False}``)."""
+    return {}
+
+
+@pytest.fixture
+def xsk(request: pytest.FixtureRequest, umem_options: dict[str, Any], xsk_options: dict[str, Any],
+        xdp_attach_mode: str) -> Iterator[Callable[..., Any]]:
+    """Factory: ``xsk(endpoint, queue=0, **options)`` -> a bound ``XskSocket``.
+
+    UMEM options (``frame_size``, ``frames``, ``headroom``, ``unaligned``, ``hugepages``) build the
+    socket's own ``Umem`` unless ``umem=`` is given; the rest go to ``XskSocket`` (rings,
+    ``mode``, ``need_wakeup``, ``busy_poll``, ``program``...). Without ``program=`` the built-in
+    redirect program is attached in the ``xdp_attach_mode`` mode. Frames sent and received
+    through ``send``/``recv`` are kept (10,000 at most) for ``--xdptest-artifacts``.
+    """
+    from xdptest.xsk import Umem, XskSocket
+
+    cleanup = _Cleanup(request, announce=False)
+    collector = _collector(request)
+
+    class _RecordingSocket(XskSocket):
+        def send(self, frames: Any) -> int:
+            frames = [bytes(f) for f in frames]
+            n = super().send(frames)
+            collector.record_socket_frames(self, frames[:n], [])
+            return n
+
+        def recv(self, max_frames: int = 64, timeout: float | None = 1.0) -> list[bytes]:
+            got = super().recv(max_frames, timeout)
+            collector.record_socket_frames(self, [], got)
+            return got
+
+    def make(endpoint: Any, queue: int = 0, **options: Any) -> XskSocket:
+        merged = {**umem_options, **xsk_options, **options}
+        umem = merged.pop("umem", None)
+        umem_kwargs = {k: merged.pop(k) for k in UMEM_OPTIONS if k in merged}
+        if umem is None:
+            umem = Umem(**umem_kwargs)
+            cleanup.push(umem.close)
+        elif umem_kwargs:
+            from xdptest.errors import ConfigError
+
+            raise ConfigError(f"umem= was given, so {', '.join(umem_kwargs)} cannot apply")
+        merged.setdefault("attach_mode", xdp_attach_mode)
+        sock = _RecordingSocket(endpoint, queue, umem=umem, **merged)
+        cleanup.push(sock.close)
+        collector.sockets.append(sock)
+        return sock
+
+    yield make
+    cleanup.run()
+
+
+@pytest.fixture
+def traffic_options() -> dict[str, Any]:
+    """Override point: defaults for ``traffic`` (default: closed loop, ``{"window": 4096}``, so a
+    receiver thread set aside by a busy machine cannot turn into reported loss)."""
+    return {"window": 4096}
+
+
+@pytest.fixture
+def traffic(request: pytest.FixtureRequest, traffic_options: dict[str, Any],
+            xdp_attach_mode: str) -> Callable[..., Any]:
+    """``traffic(src, dst, count=..., **options)`` -> ``TrafficReport``.
+
+    Sends stamped frames from ``src`` through AF_XDP and verifies each at ``dst`` (behind the
+    built-in redirect program, or ``rx_program=`` with an XSKMAP of your own). Options are
+    ``xdptest-gen``'s: ``packet``, ``pcap``, ``size``, ``vary``, ``count``, ``duration``, ``rate``,
+    ``queues``, ``frame_size``, ``ring_size``, ``batch``, ``mode``, ``need_wakeup``, ``busy_poll``,
+    ``window``... Everything it opens is closed before it returns.
+    """
+    from xdptest.options import TrafficOptions
+    from xdptest.traffic import TrafficRun
+
+    collector = _collector(request)
+    keep_frames = 2000 if _artifacts_root(request.config) else 0
+
+    def run(src: Any, dst: Any, rx_program: Any = None, **options: Any) -> Any:
+        merged = {"attach_mode": xdp_attach_mode, **traffic_options, **options}
+        opts = TrafficOptions.from_kwargs(**merged)
+        with TrafficRun(src, dst, opts, rx_program=rx_program, capture=keep_frames) as tr:
+            tr.start()
+            tr.wait()
+            report = tr.report()
+            if keep_frames:
+                collector.add_traffic(report, tr.sent_frames(keep_frames), tr.captured())
+            else:
+                collector.add_traffic(report, [], [])
+        return report
+
+    return run

@@ -278,6 +278,12 @@ class TrafficRun:
         q = self._queues[0]
         return q.rx_loop.copied_frames() if q.rx_loop is not None else []
 
+    def sent_frames(self, n: int) -> list[bytes]:
+        """The first ``n`` frames of queue 0 as its sender built them (stamp timestamps zeroed)."""
+        q = self._queues[0]
+        sent = min(n, int(q.tx_loop.st.frames))
+        return q.tx_loop.gen.build(0, sent, 0) if sent and q.tx_loop.gen is not None else []
+
     def report(self) -> TrafficReport:
         o = self.options
         r = TrafficReport(queues=o.queues, frame_size=o.frame_size, need_wakeup=o.need_wakeup,
