@@ -97,7 +97,7 @@ def _topology(args: argparse.Namespace, queues: int) -> Iterator[tuple[Any, Any,
     if args.iface is None:
         if args.rx_iface or args.netns or args.rx_netns:
             raise _Usage("--rx-iface, --netns and --rx-netns need --iface")
-        with VethPair(queues=queues) as pair:
+        with VethPair(queues=queues, ipv6=True) as pair:
             yield pair.a, pair.b, f"{pair.a} -> {pair.b} (built-in topology, removed afterwards)"
         return
     src = Endpoint.existing(args.iface, args.netns)
