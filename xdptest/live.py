@@ -323,11 +323,12 @@ class LiveGenerator:
         os.sched_setaffinity(0, {w.cpu})  # this thread only
         fd, ifindex, frame = self.program.fd, self.endpoint.ifindex, self.frame
         # Seconds of frames per kernel call: short with the anchor (a call costs ~20 us), long
-        # without it (a call costs tens of milliseconds).
+        # without it (a call costs tens of milliseconds). Paced runs send shorter bursts.
         per_call = 0.005 if self._anchor is not None else 0.25
+        paced_call = 0.001 if self._anchor is not None else 0.25
         start = time.monotonic()
         deadline = start + self.duration if self.duration else None
-        slice_n = max(1, int(w.rate * per_call)) if w.rate else 1024
+        slice_n = max(1, int(w.rate * paced_call)) if w.rate else 1024
         speed = 0.0  # frames/s of the previous call
         while not self._stop.is_set():
             now = time.monotonic()
@@ -341,7 +342,7 @@ class LiveGenerator:
             if w.rate:
                 due = int(w.rate * (now - start)) + 1  # frames that should have left by now
                 if due <= w.done:
-                    time.sleep(min((w.done + 1 - due) / w.rate, per_call))
+                    time.sleep(min((w.done + 1 - due) / w.rate, paced_call))
                     continue
                 n = min(n, due - w.done)
             elif deadline is not None and speed:
