@@ -61,14 +61,15 @@ TMPL_MAX = 256  # XT_LIVE_TMPL_MAX: template bytes the program rewrites per fram
 MAX_VARY = 16
 MAX_STREAMS = 256  # the verifier's XT_MAX_STREAMS
 MAX_BATCH = 256  # the kernel's limit for batch_size in live-frames mode
+MAX_CPUS = 1024  # XT_LIVE_MAX_CPUS
 DEFAULT_SEED = 0x9E3779B97F4A7C15  # GenSpec's default, so random fields match the C generator
 CSUM_IP, CSUM_L4 = 1, 2
 _M64 = (1 << 64) - 1
 
 # struct xt_live_vary, struct xt_live_config and struct xt_live_cpu (bpf/gen_live.bpf.c).
 _VARY = struct.Struct("<QQQIIIHBB")
-_CONFIG_HEAD = struct.Struct("<IIIIiiIIIIQ")
-_CPU = struct.Struct("<QQQII")
+_CONFIG_HEAD = struct.Struct("<IIIIiiIIIIIIQ")
+_CPU = struct.Struct("<QQQIIQII")
 CONFIG_SIZE = _CONFIG_HEAD.size + MAX_VARY * _VARY.size + TMPL_MAX
 
 ProbeFunc = Callable[[str], features.FeatureStatus]
@@ -90,8 +91,9 @@ def _inv_words(frame: bytes, offset: int, length: int) -> int:
     return sum(0xFFFF - int.from_bytes(frame[i:i + 2], "big") for i in range(offset, offset + length, 2))
 
 
-def pack_config(template: Template, varies: Sequence[Vary], seed: int = 0) -> bytes:
-    """The program's ``config[0]`` for one template and its variations (resolved to it)."""
+def pack_config(template: Template, varies: Sequence[Vary], seed: int = 0, ts_every: int = 64) -> bytes:
+    """The program's ``config[0]`` for one template and its variations (resolved to it);
+    ``ts_every`` frames share one clock reading (each kernel call starts a new one)."""
     frame = template.frame
     copy_len = min(len(frame), TMPL_MAX)
     if template.stamp_offset + STAMP_SIZE > copy_len:
@@ -136,7 +138,7 @@ def pack_config(template: Template, varies: Sequence[Vary], seed: int = 0) -> by
     head = _CONFIG_HEAD.pack(len(frame), copy_len, template.stamp_offset,
                              _ones_sum(frame[template.stamp_offset + STAMP_SIZE:]), ip_csum, l4_csum,
                              ip_base, l4_base, int(template.l4_proto == IPPROTO_UDP), len(varies),
-                             (seed or DEFAULT_SEED) & _M64)
+                             ts_every, 0, (seed or DEFAULT_SEED) & _M64)
     body = b"".join(packed_varies).ljust(MAX_VARY * _VARY.size, b"\0")
     return head + body + frame[:copy_len].ljust(TMPL_MAX, b"\0")
 
@@ -223,7 +225,9 @@ class LiveGenerator:
         self.frame = self.template.frame
         self.batch_size = batch_size
         self.rate, self.count, self.duration = rate, count, duration
-        self._config = pack_config(self.template, varies, seed)
+        if any(c >= MAX_CPUS for c in chosen):
+            raise ConfigError(f"cpus {chosen}: the live engine runs on CPUs below {MAX_CPUS}")
+        self._config = pack_config(self.template, varies, seed, ts_every=batch_size)
         self._workers = []
         for i, cpu in enumerate(chosen):
             quota = None if count is None else count // len(chosen) + (1 if i < count % len(chosen) else 0)
@@ -243,6 +247,7 @@ class LiveGenerator:
             undo.callback(self.program.close)
             self.program.maps["config"].update(0, self._config)
             self._cpu_map = self.program.maps["cpu_state"]
+            self._call_map = self.program.maps["call_id"]
             self._reset_counters()
             if anchor:
                 self._anchor = self._make_anchor()
@@ -279,9 +284,9 @@ class LiveGenerator:
     def _reset_counters(self) -> None:
         ncpus = _libbpf.possible_cpus()
         streams = {w.cpu: w.stream for w in self._workers}
-        self._cpu_map.update(0, [_CPU.pack(0, 0, 0, streams.get(c, 0xFFFF), 0) for c in range(ncpus)])
+        self._cpu_map.update(0, [_CPU.pack(0, 0, 0, streams.get(c, 0xFFFF), 0, 0, 0, 0) for c in range(ncpus)])
 
-    def _counters(self) -> list[tuple[int, int, int, int, int]]:
+    def _counters(self) -> list[tuple[int, ...]]:
         return [_CPU.unpack(raw) for raw in self._cpu_map.lookup(0)]
 
     def peer_problem(self) -> str | None:
@@ -330,6 +335,7 @@ class LiveGenerator:
         deadline = start + self.duration if self.duration else None
         slice_n = max(1, int(w.rate * paced_call)) if w.rate else 1024
         speed = 0.0  # frames/s of the previous call
+        call = 0
         while not self._stop.is_set():
             now = time.monotonic()
             if deadline is not None and now >= deadline:
@@ -347,6 +353,8 @@ class LiveGenerator:
                 n = min(n, due - w.done)
             elif deadline is not None and speed:
                 n = max(1, min(n, int(speed * (deadline - now)) + 1))
+            call += 1
+            self._call_map.update(w.cpu, call)  # the call's first frame reads the clock afresh
             t0 = time.monotonic()
             try:
                 _libxsk.live_frames(fd, frame, ifindex, n, self.batch_size)

@@ -11,6 +11,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from xdptest import packets
+from xdptest._libbpf import possible_cpus
 from xdptest._libgen import GenSpec
 from xdptest.bpf import XdpAction, XdpProgram
 from xdptest.errors import ConfigError
@@ -59,7 +60,7 @@ def test_frames_match_the_c_generator(case: str) -> None:
     start = 0xFFFFFFF0  # the 32-bit sequence number wraps during the run
     with XdpProgram.load(program_path()) as prog:
         prog.maps["config"].update(0, pack_config(template, varies, seed=1234))
-        prog.maps["cpu_state"].update(0, _CPU.pack(start, 0, 0, 7, 0))
+        prog.maps["cpu_state"].update(0, _CPU.pack(start, 0, 0, 7, 0, 0, 0, 0))
         for i in range(40):
             result = prog.run(template.frame)
             assert result.action == XdpAction.TX
@@ -82,7 +83,7 @@ def test_nothing_is_read_from_the_page() -> None:
     with XdpProgram.load(program_path()) as prog:
         prog.maps["config"].update(0, pack_config(template, varies))
         for page in (template.frame, os.urandom(size), b"\xff" * size):
-            prog.maps["cpu_state"].update(0, _CPU.pack(99, 0, 0, 1, 0))
+            prog.maps["cpu_state"].update(0, _CPU.pack(99, 0, 0, 1, 0, 0, 0, 0))
             out = prog.run(page).data
             ts = _stamp_fields(out, template)[2]
             assert out == GenSpec([template], varies, stream=1).build(99, 1, 99, ts)[0]
@@ -92,7 +93,7 @@ def test_wrong_length_input_is_refused_and_counted() -> None:
     template = packets.from_scapy(UDP4, 64)
     with XdpProgram.load(program_path()) as prog:
         prog.maps["config"].update(0, pack_config(template, []))
-        prog.maps["cpu_state"].update(0, _CPU.pack(0, 0, 0, 0, 0))
+        prog.maps["cpu_state"].update(0, _CPU.pack(0, 0, 0, 0, 0, 0, 0, 0))
         assert prog.run(template.frame + b"\0" * 8).action == XdpAction.DROP
         counters = [_CPU.unpack(raw) for raw in prog.maps["cpu_state"].lookup(0)]
         assert sum(c[2] for c in counters) == 1 and sum(c[1] for c in counters) == 0
@@ -105,3 +106,18 @@ def test_config_refuses_what_the_program_cannot_do() -> None:
     unresolved = packets.parse_vary("udp.sport=1-2")
     with pytest.raises(ConfigError, match="not resolved"):
         pack_config(template, [unresolved])
+
+
+def test_one_clock_reading_stamps_a_batch_and_each_call_reads_afresh() -> None:
+    template = packets.from_scapy(UDP4, 64)
+    with XdpProgram.load(program_path()) as prog:
+        prog.maps["config"].update(0, pack_config(template, [], ts_every=2))
+        prog.maps["cpu_state"].update(0, _CPU.pack(0, 0, 0, 0, 0, 0, 0, 0))
+        stamps = []
+        for call in (0, 0, 0, 1):
+            for cpu in range(possible_cpus()):  # whichever CPU runs the program
+                prog.maps["call_id"].update(cpu, call)
+            stamps.append(_stamp_fields(prog.run(template.frame).data, template)[2])
+        assert stamps[0] == stamps[1]  # two frames per reading
+        assert stamps[2] != stamps[1]  # the third needs a new one
+        assert stamps[3] != stamps[2]  # a new call: a new reading although one frame is left
