@@ -234,6 +234,7 @@ class LiveGenerator:
             per_rate = 0.0 if rate is None else rate / len(chosen)
             self._workers.append(_Worker(i, cpu, stream_base + i, quota, per_rate))
         self._stop = threading.Event()
+        self._external_stop: threading.Event | None = None
         self._started = self._finished = 0.0
         self._closed = True
         self._anchor: Netns | None = None
@@ -302,8 +303,8 @@ class LiveGenerator:
 
     # --- running ------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the sending threads and return."""
+    def start(self, stop_event: threading.Event | None = None) -> None:
+        """Start the sending threads and return; setting ``stop_event`` stops them like :meth:`stop`."""
         if self._closed:
             raise ConfigError("this LiveGenerator was closed")
         if self._started:
@@ -311,6 +312,7 @@ class LiveGenerator:
         problem = self.peer_problem()
         if problem:
             raise ConfigError(problem)
+        self._external_stop = stop_event
         self._started = time.monotonic()
         for w in self._workers:
             w.thread = threading.Thread(target=self._thread_main, args=(w,), name=f"xdptest-live-{w.cpu}",
@@ -336,7 +338,7 @@ class LiveGenerator:
         slice_n = max(1, int(w.rate * paced_call)) if w.rate else 1024
         speed = 0.0  # frames/s of the previous call
         call = 0
-        while not self._stop.is_set():
+        while not self._stopping():
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
@@ -367,6 +369,9 @@ class LiveGenerator:
                 speed = n / elapsed
                 slice_n = max(256, min(1 << 22, int(speed * per_call)))
 
+    def _stopping(self) -> bool:
+        return self._stop.is_set() or (self._external_stop is not None and self._external_stop.is_set())
+
     def _run_error(self, exc: OSError) -> Exception:
         if exc.errno == errno.EPERM:
             return PermissionDeniedError("BPF_PROG_TEST_RUN needs CAP_BPF and CAP_NET_ADMIN: run as root")
@@ -395,11 +400,12 @@ class LiveGenerator:
             self._finished = time.monotonic()
         return not alive
 
-    def run(self) -> LiveStats:
-        """Start, wait for the count/duration limit (or :meth:`stop` from another thread), report."""
-        if self.count is None and self.duration is None and self.rate is None:
-            raise ConfigError("run() needs count= or duration= (or call start() and stop() yourself)")
-        self.start()
+    def run(self, stop_event: threading.Event | None = None) -> LiveStats:
+        """Start, wait for the count/duration limit or ``stop_event`` (or :meth:`stop` from another
+        thread), and report."""
+        if self.count is None and self.duration is None and stop_event is None:
+            raise ConfigError("run() needs count=, duration= or a stop_event (or call start() and stop())")
+        self.start(stop_event)
         try:
             self.wait()
         finally:

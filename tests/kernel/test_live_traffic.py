@@ -146,6 +146,12 @@ def test_duration_and_stop() -> None:
             gen.stop()
             assert gen.wait(2)
             assert gen.stats().sent > 0
+        with LiveGenerator(pair.a, [template], threads=1) as gen:
+            event = threading.Event()
+            timer = threading.Timer(0.1, event.set)
+            timer.start()
+            assert gen.run(event).sent > 0
+            timer.join()
 
 
 def test_not_supported_is_a_clear_error() -> None:
