@@ -9,6 +9,7 @@ packages=(
   linux-libc-dev        # kernel UAPI headers (linux/if_xdp.h, linux/bpf.h)
   iproute2 ethtool      # ip netns exec, ethtool -S in tests and docs
   tcpdump               # reading captures in tests
+  bpftool               # tests list every BPF program and map to prove nothing leaked
 )
 
 # A Python without venv or headers needs the distribution's packages too.
