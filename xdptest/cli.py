@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--duration", type=float, metavar="SECONDS", help="send for this long")
     what.add_argument("--rate", type=float, metavar="PPS", help="frames per second (default: as fast as possible)")
     what.add_argument("--queues", type=int, default=1, help="sockets on this many queues, one thread each")
+    what.add_argument("--engine", choices=["afxdp", "live", "auto"], default="afxdp",
+                      help="who sends: AF_XDP sockets (default), live frames generated in the kernel "
+                           "(BPF_PROG_TEST_RUN, 5.18+), or auto (live where it can run, else AF_XDP)")
     what.add_argument("--window", type=int, metavar="FRAMES",
                       help="closed loop: stay at most this many frames ahead of the receiver")
     what.add_argument("--seed", type=int, default=0, help="seed of :random variation")
@@ -86,6 +89,7 @@ def _options(args: argparse.Namespace) -> Any:
         headroom=args.headroom, unaligned=args.unaligned, mode=args.mode or "auto",
         need_wakeup=args.need_wakeup, busy_poll=args.busy_poll, busy_poll_budget=args.busy_poll_budget,
         allow_loss=args.allow_loss, attach_mode=args.attach_mode, seed=args.seed, window=args.window,
+        engine=args.engine,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from xdptest.errors import ConfigError, RingSizeError
 
 BindModeOption = Literal["auto", "copy", "zerocopy"]
+EngineOption = Literal["afxdp", "live", "auto"]
 
 
 def _power_of_two(n: int) -> bool:
@@ -43,6 +44,7 @@ class TrafficOptions:
     allow_loss: float = 0.0  # percent
     attach_mode: Literal["native", "generic"] = "native"
     seed: int = 0
+    engine: EngineOption = "afxdp"  # live: frames generated in the kernel (BPF_PROG_TEST_RUN)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -57,6 +59,8 @@ class TrafficOptions:
             raise ConfigError(f"--duration must be positive, got {self.duration}")
         if self.rate is not None and not self.rate > 0:
             raise ConfigError(f"--rate must be a positive number of packets per second, got {self.rate}")
+        if self.engine not in ("afxdp", "live", "auto"):
+            raise ConfigError(f"--engine {self.engine!r}: use afxdp, live or auto")
         if self.window is not None and self.window < self.batch:
             raise ConfigError(f"window {self.window} is smaller than a batch ({self.batch})")
         if not 1 <= self.queues <= 64:

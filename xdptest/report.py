@@ -52,7 +52,9 @@ class TrafficReport:
     kernel: str = field(default_factory=platform.release)
     xdptest_version: str = __version__
     foreign: int = 0
+    engine: str = "afxdp"  # "afxdp" (AF_XDP sockets send) or "live" (live frames from the kernel)
     per_queue: list[dict[str, Any]] = field(default_factory=list)
+    per_stream: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -87,6 +89,7 @@ class TrafficReport:
             ("latency", " ".join(f"{k}={lat.get(k, 0) / 1000:.1f}us" for k in LATENCY_KEYS)),
             ("AF_XDP", f"{self.bind_mode} mode, need_wakeup {'on' if self.need_wakeup else 'off'}, "
                        f"{self.queues} queue(s), {self.frame_size}-byte frames"),
+            ("engine", "live frames (kernel)" if self.engine == "live" else "AF_XDP sockets"),
         ]
         nonzero = {k: v for k, v in self.xdp_stats.items() if v}
         if nonzero:

@@ -89,9 +89,9 @@ def build_templates(options: TrafficOptions, src: Endpoint, dst: Endpoint | None
 @dataclass
 class _Queue:
     index: int
-    tx: XskSocket
+    tx: XskSocket | None  # None with the live engine: the kernel sends
     rx: XskSocket | None
-    tx_loop: XskLoop
+    tx_loop: XskLoop | None
     rx_loop: XskLoop | None
     verifier: Verifier | None
     errors: list[BaseException] = field(default_factory=list)
@@ -121,12 +121,59 @@ class TrafficRun:
         self._tx_elapsed = 0.0
         self._capture = capture
         self.interrupted = False
+        self.notes: list[str] = []
+        self._live: Any = None
+        self.engine = self._choose_engine()
         try:
+            if self.engine == "live":
+                self._live = self._open_live()
             for q in range(options.queues):
                 self._queues.append(self._open_queue(q, rx_program))
         except BaseException:
             self._stack.close()
             raise
+
+    def _live_problem(self) -> str | None:
+        """Why the live-frames engine cannot run this, or None."""
+        from xdptest import features
+
+        status = features.probe("live_frames")
+        if not status.present:
+            return f"live frames are not available ({status.reason}; Linux 5.18+)"
+        if len(self.templates) != 1:
+            return "the live engine sends one template, and --pcap gave several"
+        if any(v.kind == packets.KIND_SIZE for v in self.varies):
+            return "the live engine cannot vary the frame size"
+        if self.templates[0].size > 256:
+            return "the live engine rewrites at most 256 bytes of template per frame"
+        return None
+
+    def _choose_engine(self) -> str:
+        o = self.options
+        if o.engine == "afxdp":
+            return "afxdp"
+        problem = self._live_problem()
+        if problem is None:
+            self.notes.append("engine: live frames (BPF_PROG_TEST_RUN, XDP_TX from the kernel)"
+                              + ("; chosen by auto" if o.engine == "auto" else ""))
+            if o.window:
+                self.notes.append("--window does not apply to the live engine: it runs open loop")
+            return "live"
+        if o.engine == "live":
+            from xdptest.errors import NotSupportedError
+
+            raise NotSupportedError("--engine live", f"{problem}; use --engine afxdp or auto")
+        self.notes.append(f"engine: AF_XDP, chosen by auto because {problem}")
+        return "afxdp"
+
+    def _open_live(self) -> Any:
+        from xdptest.live import LiveGenerator
+
+        o = self.options
+        gen = LiveGenerator(self.src, self.templates, self.varies, threads=o.queues, rate=o.rate,
+                            count=o.count, duration=o.duration, seed=o.seed)
+        self._stack.callback(gen.close)
+        return gen
 
     def _umem(self, frames: int | None = None) -> Umem:
         o = self.options
@@ -149,6 +196,8 @@ class TrafficRun:
             capture = self._capture if q == 0 else 0
             rx_loop = XskLoop(batch=min(o.batch, 256), poll_ms=1, verifier=verifier, copy_out=capture,
                               copy_out_bytes=capture * min(o.frame_size, 2048))
+        if self.engine == "live":
+            return _Queue(q, None, rx, None, rx_loop, verifier)
         tx = XskSocket(self.src, queue=q, umem=self._umem(), rx_size=0, tx_size=o.ring_size,
                        fill_size=o.ring_size, comp_size=o.ring_size, mode=o.mode,
                        need_wakeup=o.need_wakeup)
@@ -174,6 +223,7 @@ class TrafficRun:
                 os.sched_setaffinity(0, {cpus[(2 * queue.index + role) % len(cpus)]})
 
     def _send(self, queue: _Queue) -> None:
+        assert queue.tx is not None and queue.tx_loop is not None
         self._pin(0, queue)
         o = self.options
         deadline = self._started + o.duration if o.duration else None
@@ -211,7 +261,7 @@ class TrafficRun:
                 if self._stop.is_set() and not self._senders_done.is_set():
                     break
                 if self._senders_done.is_set():
-                    if int(loop.st.frames) >= int(queue.tx_loop.st.frames):
+                    if self._sent_total() <= self._received_total():
                         break
                     if got:
                         idle_since = None
@@ -223,14 +273,32 @@ class TrafficRun:
             queue.errors.append(exc)
             self._stop.set()
 
+    def _sent_total(self) -> int:
+        if self._live is not None:
+            return int(self._live.stats().sent)
+        return sum(int(q.tx_loop.st.frames) for q in self._queues if q.tx_loop is not None)
+
+    def _received_total(self) -> int:
+        return sum(int(q.rx_loop.st.frames) for q in self._queues if q.rx_loop is not None)
+
+    def _send_live(self) -> None:
+        try:
+            self._live.run(self._stop)
+        except BaseException as exc:
+            self._queues[0].errors.append(exc)
+            self._stop.set()
+
     def start(self) -> None:
         self._started = time.monotonic()
         for queue in self._queues:
             if queue.rx is not None:
                 self._threads.append(threading.Thread(target=self._receive, args=(queue,),
                                                       name=f"xdptest-rx{queue.index}", daemon=True))
-        senders = [threading.Thread(target=self._send, args=(q,), name=f"xdptest-tx{q.index}", daemon=True)
-                   for q in self._queues]
+        if self._live is not None:
+            senders = [threading.Thread(target=self._send_live, name="xdptest-live", daemon=True)]
+        else:
+            senders = [threading.Thread(target=self._send, args=(q,), name=f"xdptest-tx{q.index}", daemon=True)
+                       for q in self._queues]
         for t in self._threads + senders:
             t.start()
 
@@ -245,9 +313,7 @@ class TrafficRun:
         self._threads += [*senders, waiter]
 
     def progress(self) -> Progress:
-        sent = sum(int(q.tx_loop.st.frames) for q in self._queues)
-        received = sum(int(q.rx_loop.st.frames) for q in self._queues if q.rx_loop is not None)
-        return Progress(time.monotonic() - self._started, sent, received)
+        return Progress(time.monotonic() - self._started, self._sent_total(), self._received_total())
 
     def wait(self, on_progress: Callable[[Progress], None] | None = None, interval: float = 0.1) -> None:
         """Wait for the run to end; Ctrl-C stops it early (the report then says so)."""
@@ -279,60 +345,78 @@ class TrafficRun:
         return q.rx_loop.copied_frames() if q.rx_loop is not None else []
 
     def sent_frames(self, n: int) -> list[bytes]:
-        """The first ``n`` frames of queue 0 as its sender built them (stamp timestamps zeroed)."""
-        q = self._queues[0]
-        sent = min(n, int(q.tx_loop.st.frames))
-        return q.tx_loop.gen.build(0, sent, 0) if sent and q.tx_loop.gen is not None else []
+        """The first ``n`` frames of stream 0 as its sender built them (stamp timestamps zeroed)."""
+        sent = min(n, self._stream_sent().get(0, 0))
+        return GenSpec(self.templates, self.varies, stream=0, seed=self.options.seed).build(0, sent, 0) \
+            if sent else []
+
+    def _stream_sent(self) -> dict[int, int]:
+        """Frames sent per stream id."""
+        if self._live is not None:
+            return dict(self._live.stats().per_stream)
+        return {q.index: int(q.tx_loop.st.frames) for q in self._queues if q.tx_loop is not None}
 
     def report(self) -> TrafficReport:
         o = self.options
         r = TrafficReport(queues=o.queues, frame_size=o.frame_size, need_wakeup=o.need_wakeup,
-                          packet_size=self.templates[0].size)
-        r.bind_mode = self._queues[0].tx.bind_mode
-        reason = self._queues[0].tx.fallback_reason
-        if reason:
-            r.notes.append(f"zero-copy unavailable, copy mode used: {reason}")
+                          packet_size=self.templates[0].size, engine=self.engine)
+        first = self._queues[0]
+        sock = first.tx or first.rx
+        if sock is not None:
+            r.bind_mode = sock.bind_mode
+            if sock.fallback_reason:
+                r.notes.append(f"zero-copy unavailable, copy mode used: {sock.fallback_reason}")
+        r.notes += self.notes
+        sent_by_stream = self._stream_sent()
+        r.sent = sum(sent_by_stream.values())
         total = Verifier()
-        tx_bytes = 0
         for q in self._queues:
-            sent = int(q.tx_loop.st.frames)
-            tx_bytes += int(q.tx_loop.st.bytes)
-            r.sent += sent
-            stats = _add_stats({}, q.tx.statistics())
-            entry: dict[str, Any] = {"queue": q.index, "sent": sent}
-            if q.verifier is not None and q.rx is not None:
-                _add_stats(stats, q.rx.statistics())
-                s = q.verifier.stream(q.index)
-                unique = s.unique if s else 0
-                corrupted = q.verifier.totals().corrupted
-                entry.update(received=unique, lost=max(0, sent - unique - corrupted),
-                             duplicated=s.duplicated if s else 0, reordered=s.reordered if s else 0,
-                             corrupted=corrupted)
+            stats: dict[str, int] = {}
+            entry: dict[str, Any] = {"queue": q.index}
+            for s in (q.tx, q.rx):
+                if s is not None:
+                    _add_stats(stats, s.statistics())
+            if q.tx_loop is not None:
+                entry["sent"] = int(q.tx_loop.st.frames)
+            if q.rx_loop is not None and q.verifier is not None:
+                entry["received"] = int(q.rx_loop.st.frames)
                 total.merge(q.verifier)
             entry["xdp_stats"] = stats
             _add_stats(r.xdp_stats, stats)
             r.per_queue.append(entry)
+        if self._live is not None:
+            live = self._live.stats()
+            loop_s = live.elapsed_s
+        else:
+            loop_s = max(int(q.tx_loop.st.elapsed_ns) for q in self._queues if q.tx_loop is not None) / 1e9
         # The senders' own loop time: thread start-up and the final completion wait excluded.
-        loop_s = max(int(q.tx_loop.st.elapsed_ns) for q in self._queues) / 1e9
         r.duration_s = round(loop_s or self._tx_elapsed or (time.monotonic() - self._started), 6)
         if r.duration_s > 0:
             r.tx_pps = round(r.sent / r.duration_s, 1)
-            r.tx_gbps = round(tx_bytes * 8 / r.duration_s / 1e9, 4)
+            r.tx_gbps = round(r.sent * self.templates[0].size * 8 / r.duration_s / 1e9, 4)
         if self.dst is not None:
-            self._fill_rx(r, total)
+            self._fill_rx(r, total, sent_by_stream)
         else:
             r.notes.append("transmit only: nothing was verified")
         if self.interrupted:
             r.notes.append("interrupted: the figures cover the run up to Ctrl-C")
         return r
 
-    def _fill_rx(self, r: TrafficReport, total: Verifier) -> None:
+    def _fill_rx(self, r: TrafficReport, total: Verifier, sent_by_stream: dict[int, int]) -> None:
         t = total.totals()
-        r.received = sum(e.get("received", 0) for e in r.per_queue)
-        r.duplicated = sum(e.get("duplicated", 0) for e in r.per_queue)
-        r.reordered = sum(e.get("reordered", 0) for e in r.per_queue)
+        unique = 0
+        for stream, sent in sorted(sent_by_stream.items()):
+            res = total.stream(stream)
+            got = res.unique if res else 0
+            unique += got
+            r.duplicated += res.duplicated if res else 0
+            r.reordered += res.reordered if res else 0
+            r.per_stream.append({"stream": stream, "sent": sent, "received": got,
+                                 "duplicated": res.duplicated if res else 0,
+                                 "reordered": res.reordered if res else 0})
+        r.received = unique
         r.corrupted = t.corrupted
-        r.lost = sum(e.get("lost", 0) for e in r.per_queue)
+        r.lost = max(0, r.sent - unique - t.corrupted)
         r.foreign = t.foreign
         span = (t.last_ns - t.first_ns) / 1e9
         r.rx_pps = round(r.received / span, 1) if span > 0 else 0.0

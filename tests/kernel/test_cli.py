@@ -71,3 +71,11 @@ def test_existing_interfaces_by_name(veth_pair) -> None:
                   "--packet", f"Ether(dst='{pair.b.mac}')/IP(dst='{pair.b.ipv4}')/UDP(dport=9)")
     assert tx_only.returncode == 0, tx_only.stderr
     assert "transmit only" in tx_only.stdout
+
+
+def test_engine_live_and_its_refusal() -> None:
+    p = gen("--engine", "live", "--count", "20000", "--rate", "200000")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "live frames (kernel)" in p.stdout
+    bad = gen("--engine", "live", "--count", "10", "--vary", "size=64-100")
+    assert bad.returncode == 2 and "use --engine afxdp or auto" in bad.stderr

@@ -149,3 +149,26 @@ def test_tcp_and_ipv6_layers_are_what_was_asked(veth_pair) -> None:
         frames = run.captured()
     assert all(TCP in Ether(f) and IPv6 in Ether(f) for f in frames)
     assert Ether(frames[0])[IPv6].dst == pair.b.ipv6
+
+
+def test_live_engine_frames_verify_like_the_af_xdp_engines(veth_pair) -> None:
+    pair = veth_pair()
+    r = run_traffic(pair.a, pair.b, count=20_000, engine="live", rate=200_000, vary=["udp.sport=1-100"])
+    assert r.engine == "live"
+    assert (r.sent, r.received, r.lost, r.corrupted, r.duplicated) == (20_000, 20_000, 0, 0, 0)
+    assert any("live frames" in n for n in r.notes)
+
+
+def test_auto_engine_says_why_it_chose_af_xdp(veth_pair) -> None:
+    pair = veth_pair()
+    r = run_traffic(pair.a, pair.b, count=1000, engine="auto", vary=["size=64-100"], window=W)
+    assert r.engine == "afxdp" and r.received == 1000
+    assert any("chosen by auto because the live engine cannot vary the frame size" in n for n in r.notes)
+
+
+def test_live_engine_refuses_what_it_cannot_send(veth_pair) -> None:
+    from xdptest import NotSupportedError
+
+    pair = veth_pair()
+    with pytest.raises(NotSupportedError, match="cannot vary the frame size; use --engine afxdp or auto"):
+        run_traffic(pair.a, pair.b, count=10, engine="live", vary=["size=64-100"])
