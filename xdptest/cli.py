@@ -20,6 +20,10 @@ from xdptest.errors import XdpTestError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_COUNT = 1_000_000
+# Closed loop by default: the sender stays at most this many frames ahead of the verifying
+# receiver, so a receiver the scheduler sets aside for a few milliseconds (a busy CI machine)
+# costs rate, not frames. --window 0 runs open loop, where such a stall shows as loss.
+DEFAULT_WINDOW = 4096
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="who sends: AF_XDP sockets (default), live frames generated in the kernel "
                            "(BPF_PROG_TEST_RUN, 5.18+), or auto (live where it can run, else AF_XDP)")
     what.add_argument("--window", type=int, metavar="FRAMES",
-                      help="closed loop: stay at most this many frames ahead of the receiver")
+                      help=f"closed loop: stay at most this many frames ahead of the receiver "
+                           f"(default {DEFAULT_WINDOW}; 0: open loop, as fast as the sender can)")
     what.add_argument("--seed", type=int, default=0, help="seed of :random variation")
     xsk = p.add_argument_group("AF_XDP")
     xsk.add_argument("--frame-size", type=int, default=4096)
@@ -82,13 +87,15 @@ def _options(args: argparse.Namespace) -> Any:
     from xdptest.options import TrafficOptions
 
     count = args.count if args.count is not None or args.duration is not None else DEFAULT_COUNT
+    default_window = None if args.engine == "live" else DEFAULT_WINDOW  # live frames run open loop
+    window = default_window if args.window is None else args.window or None
     return TrafficOptions(
         packet=args.packet, pcap=args.pcap, size=args.size, vary=tuple(args.vary), count=count,
         duration=args.duration, rate=args.rate, queues=args.queues, frame_size=args.frame_size,
         frames=args.frames, ring_size=args.ring_size, rx_ring_size=args.rx_ring_size, batch=args.batch,
         headroom=args.headroom, unaligned=args.unaligned, mode=args.mode or "auto",
         need_wakeup=args.need_wakeup, busy_poll=args.busy_poll, busy_poll_budget=args.busy_poll_budget,
-        allow_loss=args.allow_loss, attach_mode=args.attach_mode, seed=args.seed, window=args.window,
+        allow_loss=args.allow_loss, attach_mode=args.attach_mode, seed=args.seed, window=window,
         engine=args.engine,
     )
 

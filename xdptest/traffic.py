@@ -156,7 +156,7 @@ class TrafficRun:
         if problem is None:
             self.notes.append("engine: live frames (BPF_PROG_TEST_RUN, XDP_TX from the kernel)"
                               + ("; chosen by auto" if o.engine == "auto" else ""))
-            if o.window:
+            if o.window and o.engine == "live":
                 self.notes.append("--window does not apply to the live engine: it runs open loop")
             return "live"
         if o.engine == "live":
