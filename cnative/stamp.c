@@ -82,7 +82,7 @@ unsigned long long xt_hist_bucket_value(unsigned int index)
 	return (unsigned long long)(64 + (index - 128) % 64) << shift;
 }
 
-static inline unsigned int xt_hist_index(uint64_t v)
+unsigned int xt_hist_index(unsigned long long v)
 {
 	unsigned int msb, shift;
 

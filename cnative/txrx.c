@@ -353,6 +353,7 @@ int xt_tx_burst(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loo
 	struct xt_umem *umem = xsk->umem;
 	uint64_t addrs[XT_CHUNK];
 	unsigned int n = xt_min(cfg->batch ? cfg->batch : 64, XT_CHUNK), res, i, t;
+	uint64_t realtime;
 	uint32_t ts;
 	__u32 idx;
 
@@ -362,10 +363,13 @@ int xt_tx_burst(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loo
 		return -EMSGSIZE;
 	if (cfg->count)
 		n = xt_min(n, cfg->count > st->frames ? cfg->count - st->frames : 0);
+	if (cfg->flags & XT_LOOP_TX_PCAPNG)
+		n = xt_min(n, xt_pcapng_room(cfg, st, cfg->gen ? cfg->gen_max_len : cfg->tmpl_stride));
 	xt_reap(xsk, xsk->ctx->comp.size);
 	res = n ? xt_tx_reserve(xsk, addrs, n, &idx) : 0;
 	t = cfg->ntmpl ? (unsigned int)(st->next_tmpl % cfg->ntmpl) : 0;
 	ts = cfg->gen && res ? (uint32_t)xt_now_ns() : 0;
+	realtime = (cfg->flags & XT_LOOP_TX_PCAPNG) && res ? xt_realtime_ns() : 0;
 	for (i = 0; i < res; i++) {
 		struct xdp_desc *d = xsk_ring__desc(&xsk->tx, idx + i);
 		unsigned int len;
@@ -382,6 +386,8 @@ int xt_tx_burst(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loo
 		d->len = len;
 		d->options = 0;
 		st->bytes += len;
+		if (realtime)
+			xt_pcapng_append(cfg, st, umem->area + addrs[i], len, d->addr, d->options, realtime);
 		if (++t >= cfg->ntmpl)
 			t = 0;
 	}
@@ -567,15 +573,24 @@ int xt_tx_loop(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loop
 	int ret;
 
 	do {
+		uint64_t first = st->frames;
+
 		xt_tx_window_open(cfg, st, batch, end);
 		/* The burst takes its size from the batch, so pace by lowering it. */
-		paced.batch = xt_tx_allowance(cfg, st, batch);
-		ret = xt_tx_burst(xsk, &paced, st);
+		paced.batch = cfg->sched_n ? xt_sched_allowance(cfg, st, batch, end)
+					   : xt_tx_allowance(cfg, st, batch);
+		ret = paced.batch ? xt_tx_burst(xsk, &paced, st) : 0;
 		if (ret < 0)
 			return ret;
 		now = xt_now_ns();
 		if (ret)
 			last = now;
+		if (cfg->sched_n && ret)
+			xt_sched_account(cfg, st, first, (unsigned int)ret, now);
+		/* A full capture buffer ends the call: the caller empties it and calls again. */
+		if ((cfg->flags & XT_LOOP_TX_PCAPNG) &&
+		    !xt_pcapng_room(cfg, st, cfg->gen ? cfg->gen_max_len : cfg->tmpl_stride))
+			break;
 	} while (!xt_loop_done(cfg, st, start, last, now));
 	st->elapsed_ns += now - start;
 	return 0;

@@ -161,4 +161,16 @@ static inline int xt__desc_ok(const struct xt_umem *u, uint64_t raw, uint32_t le
 	return addr >= chunk && addr + len <= chunk + u->frame_size;
 }
 
+/* txtime.c: timed replay and TX capture, used by the TX loop in txrx.c. */
+unsigned int xt_sched_allowance(const struct xt_loop_cfg *cfg, struct xt_loop_stats *st,
+				unsigned int batch, uint64_t end_ns);
+void xt_sched_account(const struct xt_loop_cfg *cfg, struct xt_loop_stats *st, uint64_t first,
+		      unsigned int n, uint64_t now);
+unsigned int xt_pcapng_room(const struct xt_loop_cfg *cfg, const struct xt_loop_stats *st,
+			    unsigned int max_len);
+void xt_pcapng_append(const struct xt_loop_cfg *cfg, struct xt_loop_stats *st,
+		      const unsigned char *frame, unsigned int len, uint64_t addr,
+		      unsigned int options, uint64_t realtime_ns);
+uint64_t xt_realtime_ns(void);
+
 #endif /* XT_XSK_INT_H */

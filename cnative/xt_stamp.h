@@ -91,3 +91,4 @@ int xt_verifier_stream(const struct xt_verifier *v, unsigned int stream, struct 
 void xt_verifier_histogram(const struct xt_verifier *v, unsigned long long *buckets);
 void xt_verifier_merge(struct xt_verifier *into, const struct xt_verifier *from);
 unsigned long long xt_hist_bucket_value(unsigned int index);
+unsigned int xt_hist_index(unsigned long long value);

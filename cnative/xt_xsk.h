@@ -3,7 +3,7 @@
  * cffi's cdef, so declarations only. Functions return 0 (or a count) on
  * success and a negative errno on failure.
  */
-#define XT_XSK_ABI 1
+#define XT_XSK_ABI 2
 
 #define XT_UMEM_UNALIGNED 1
 #define XT_UMEM_HUGEPAGES 2
@@ -21,6 +21,7 @@
 #define XT_LOOP_VERIFY 1
 #define XT_LOOP_COPY_OUT 2
 #define XT_LOOP_BUSY_SPIN 4
+#define XT_LOOP_TX_PCAPNG 8
 
 struct xt_umem;
 struct xt_xsk;
@@ -120,6 +121,19 @@ struct xt_loop_cfg {
 	const unsigned long long *peer_frames;
 	unsigned long long window;
 	unsigned long long window_wait_ns;
+	/* TX capture (XT_LOOP_TX_PCAPNG): every frame sent is appended to out as a pcapng Enhanced
+	 * Packet Block on interface pcap_if (CLOCK_REALTIME, ns) whose comment holds its TX
+	 * descriptor. The loop returns when out cannot hold another frame: the caller writes
+	 * out_used bytes away and sets it to 0. */
+	unsigned int pcap_if;
+	/* TX timed replay: frame k is due sched_ns[k % sched_n] + (k / sched_n) * sched_period_ns
+	 * after the first frame went; the error of each gap between consecutive frames (actual
+	 * against scheduled, ns) is counted in gap_hist (XT_HIST_BUCKETS buckets, the latency
+	 * histogram's). sched_n 0: no schedule. */
+	const unsigned long long *sched_ns;
+	unsigned int sched_n;
+	unsigned long long sched_period_ns;
+	unsigned long long *gap_hist;
 };
 
 struct xt_loop_stats {
@@ -135,6 +149,11 @@ struct xt_loop_stats {
 	unsigned long long next_tmpl;	/* rotation position, carried across calls */
 	unsigned long long rate_start_ns;	/* TX pacing: when the rate was first applied */
 	unsigned long long rate_base;		/* TX pacing: frames sent before that */
+	unsigned long long sched_start_ns;	/* timed replay: when frame 0 went (0: not yet) */
+	unsigned long long sched_last_ns;	/* timed replay: when the previous frame went */
+	unsigned long long gap_samples;		/* timed replay: gaps measured */
+	unsigned long long gap_err_max_ns;
+	unsigned long long gap_err_sum_ns;
 };
 
 int xt_xsk_abi(void);

@@ -10,16 +10,19 @@ in :mod:`xdptest.xsk`.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from xdptest._libgen import HIST_BUCKETS
 from xdptest._native import ffi, lib
 from xdptest.errors import ClosedError, ConfigError, UmemError, XdpTestError
 
-EXPECTED_ABI = 1
+EXPECTED_ABI = 2
 AF_XDP = 44
+
 
 UMEM_UNALIGNED = int(lib.XT_UMEM_UNALIGNED)
 UMEM_HUGEPAGES = int(lib.XT_UMEM_HUGEPAGES)
@@ -34,7 +37,7 @@ COUNTER_NAMES = ("tx_frames", "tx_bytes", "tx_kicks", "tx_kick_errors", "complet
                  "rx_bytes", "rx_kicks", "bad_rx_descs", "bad_comp_addrs", "foreign_comp_addrs",
                  "fill_shortfall")
 LOOP_STAT_NAMES = ("frames", "bytes", "verified", "mismatched", "resyncs", "bad_descs", "out_used",
-                   "out_frames", "elapsed_ns", "next_tmpl")
+                   "out_frames", "elapsed_ns", "next_tmpl", "gap_samples", "gap_err_max_ns", "gap_err_sum_ns")
 
 if lib.xt_xsk_abi() != EXPECTED_ABI:  # pragma: no cover - a stale build
     raise ImportError(
@@ -149,7 +152,8 @@ class XskLoop:
                  duration: float = 0.0, idle: float = 0.0, poll_ms: int = 1,
                  verify: bool = False, busy_spin: bool = False, copy_out: int = 0,
                  copy_out_bytes: int = 0, gen: Any = None, verifier: Any = None,
-                 rate: float = 0.0) -> None:
+                 rate: float = 0.0, tx_pcapng_bytes: int = 0, pcap_interface: int = 0,
+                 schedule_ns: Sequence[int] = (), period_ns: int = 0) -> None:
         if not 1 <= batch <= 256:
             raise ConfigError(f"batch must be from 1 to 256, got {batch}")
         self.gen = gen  # a _libgen.GenSpec (``.c``, ``.max_len``): TX builds stamped frames
@@ -159,6 +163,9 @@ class XskLoop:
         self._tmpl = ffi.new("unsigned char[]", b"".join(t.ljust(stride, b"\0") for t in self.templates)
                              or b"\0")
         self._lens = ffi.new("unsigned int[]", [len(t) for t in self.templates] or [0])
+        if tx_pcapng_bytes and copy_out:
+            raise ConfigError("a loop either copies received frames out or captures sent ones, not both")
+        copy_out_bytes = max(copy_out_bytes, tx_pcapng_bytes)
         self._out = ffi.new("unsigned char[]", max(copy_out_bytes, 1))
         self._out_lens = ffi.new("unsigned int[]", max(copy_out, 1))
         cfg = ffi.new("struct xt_loop_cfg *")
@@ -172,7 +179,9 @@ class XskLoop:
         cfg.idle_ns = int(idle * 1e9)
         cfg.poll_ms = poll_ms
         cfg.flags = ((lib.XT_LOOP_VERIFY if verify else 0) | (lib.XT_LOOP_BUSY_SPIN if busy_spin else 0)
-                     | (lib.XT_LOOP_COPY_OUT if copy_out else 0))
+                     | (lib.XT_LOOP_COPY_OUT if copy_out else 0)
+                     | (lib.XT_LOOP_TX_PCAPNG if tx_pcapng_bytes else 0))
+        cfg.pcap_if = pcap_interface
         cfg.out = self._out
         cfg.out_cap = copy_out_bytes
         cfg.out_lens = self._out_lens
@@ -183,6 +192,17 @@ class XskLoop:
         if verifier is not None:
             cfg.verifier = verifier.c
         cfg.rate_pps = float(rate)
+        if schedule_ns:
+            if any(b < a for a, b in itertools.pairwise(schedule_ns)) or schedule_ns[0] != 0:
+                raise ConfigError("a TX schedule starts at 0 and never goes back in time")
+            if period_ns <= schedule_ns[-1]:
+                raise ConfigError("a TX schedule's period must end after its last frame")
+            self._sched = ffi.new("unsigned long long[]", list(schedule_ns))
+            self._gap_hist = ffi.new("unsigned long long[]", HIST_BUCKETS)
+            cfg.sched_ns = self._sched
+            cfg.sched_n = len(schedule_ns)
+            cfg.sched_period_ns = period_ns
+            cfg.gap_hist = self._gap_hist
         self.cfg: Any = cfg
         self.st: Any = ffi.new("struct xt_loop_stats *")
 
@@ -202,6 +222,18 @@ class XskLoop:
 
     def stats(self) -> dict[str, int]:
         return {name: int(getattr(self.st, name)) for name in LOOP_STAT_NAMES}
+
+    def take_pcapng_blocks(self) -> bytes:
+        """TX capture: the pcapng packet blocks written since the last call (the buffer is
+        emptied, so the C loop can go on)."""
+        used = int(self.st.out_used)
+        data: bytes = ffi.buffer(self._out, used)[:]
+        self.st.out_used = 0
+        return data
+
+    def gap_histogram(self) -> list[int]:
+        """Timed replay: gap errors (ns) in the latency histogram's buckets."""
+        return [int(x) for x in self._gap_hist[0:HIST_BUCKETS]] if self.cfg.sched_n else []
 
     def copied_frames(self) -> list[bytes]:
         """The frames the RX loop copied out (copy_out=N), in arrival order."""

@@ -1,8 +1,10 @@
-"""Writing captures that tcpdump and Wireshark open: classic pcap, nanosecond timestamps."""
+"""Writing captures that tcpdump and Wireshark open: classic pcap with nanosecond timestamps, and
+pcapng whose packet blocks the C TX loop writes itself (with the TX descriptor in a comment)."""
 
 from __future__ import annotations
 
 import struct
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -52,3 +54,55 @@ def write_pcap(path: str | Path, frames: Iterable[bytes]) -> int:
     """Write frames to a new pcap file; return how many."""
     with PcapWriter(path) as w:
         return w.write_all(frames)
+
+
+def _pad4(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % 4)
+
+
+def _option(code: int, value: bytes) -> bytes:
+    return struct.pack("=HH", code, len(value)) + _pad4(value)
+
+
+def _block(block_type: int, body: bytes) -> bytes:
+    total = 12 + len(body)
+    return struct.pack("=II", block_type, total) + body + struct.pack("=I", total)
+
+
+class PcapngWriter:
+    """A pcapng file: one section, one interface per name given, blocks appended as they come.
+
+    Byte order is the host's (the section header says which), as the packet blocks the C loop
+    writes are. ``write_blocks`` may be called from several threads.
+    """
+
+    SHB, IDB = 0x0A0D0D0A, 0x00000001
+    BYTE_ORDER_MAGIC = 0x1A2B3C4D
+    OPT_SHB_USERAPPL, OPT_IF_NAME, OPT_IF_TSRESOL = 4, 2, 9
+
+    def __init__(self, path: str | Path, interfaces: Iterable[str], application: str = "xdptest") -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._f: BinaryIO = open(self.path, "wb")  # noqa: SIM115 - closed by close()
+        shb = struct.pack("=IHHq", self.BYTE_ORDER_MAGIC, 1, 0, -1) \
+            + _option(self.OPT_SHB_USERAPPL, application.encode()) + _option(0, b"")
+        self._f.write(_block(self.SHB, shb))
+        for name in interfaces:
+            idb = struct.pack("=HHI", LINKTYPE_ETHERNET, 0, 0) + _option(self.OPT_IF_NAME, name.encode()) \
+                + _option(self.OPT_IF_TSRESOL, bytes([9])) + _option(0, b"")  # 10^-9 s: nanoseconds
+            self._f.write(_block(self.IDB, idb))
+
+    def write_blocks(self, blocks: bytes) -> None:
+        if blocks:
+            with self._lock:
+                self._f.write(blocks)
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    def __enter__(self) -> PcapngWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
