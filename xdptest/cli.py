@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--engine", choices=["afxdp", "live", "auto"], default="afxdp",
                       help="who sends: AF_XDP sockets (default), live frames generated in the kernel "
                            "(BPF_PROG_TEST_RUN, 5.18+), or auto (live where it can run, else AF_XDP)")
+    what.add_argument("--replay-timing", action="store_true",
+                      help="send the --pcap frames at the capture's own gaps (the report gives the gap error)")
+    what.add_argument("--speedup", type=float, default=1.0, metavar="X",
+                      help="with --replay-timing: divide the capture's gaps by X")
+    what.add_argument("--loop", type=int, metavar="N", help="send the --pcap capture N times (instead of --count)")
     what.add_argument("--window", type=int, metavar="FRAMES",
                       help=f"closed loop: stay at most this many frames ahead of the receiver "
                            f"(default {DEFAULT_WINDOW}; 0: open loop, as fast as the sender can)")
@@ -76,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     out = p.add_argument_group("output")
     out.add_argument("--json", metavar="FILE", help="write the report as JSON ('-': stdout)")
     out.add_argument("--write-pcap", metavar="FILE", help="write what the receiver got (first frames)")
+    out.add_argument("--write-tx-pcap", metavar="FILE",
+                     help="record every frame sent (pcapng; each frame's AF_XDP TX descriptor in its comment)")
     out.add_argument("--pcap-frames", type=int, default=100_000, help="frames --write-pcap keeps (default 100000)")
     out.add_argument("--allow-loss", type=float, default=0.0, metavar="PCT", help="loss still counted as success")
     out.add_argument("--quiet", action="store_true", help="no progress line")
@@ -86,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
 def _options(args: argparse.Namespace) -> Any:
     from xdptest.options import TrafficOptions
 
-    count = args.count if args.count is not None or args.duration is not None else DEFAULT_COUNT
+    timed = args.loop is not None or args.replay_timing  # the capture's length sets the count
+    count = args.count if args.count is not None or args.duration is not None or timed else DEFAULT_COUNT
     default_window = None if args.engine == "live" else DEFAULT_WINDOW  # live frames run open loop
     window = default_window if args.window is None else args.window or None
     return TrafficOptions(
@@ -96,7 +104,8 @@ def _options(args: argparse.Namespace) -> Any:
         headroom=args.headroom, unaligned=args.unaligned, mode=args.mode or "auto",
         need_wakeup=args.need_wakeup, busy_poll=args.busy_poll, busy_poll_budget=args.busy_poll_budget,
         allow_loss=args.allow_loss, attach_mode=args.attach_mode, seed=args.seed, window=window,
-        engine=args.engine,
+        engine=args.engine, replay_timing=args.replay_timing, speedup=args.speedup, loop=args.loop,
+        write_tx_pcap=args.write_tx_pcap,
     )
 
 

@@ -45,6 +45,10 @@ class TrafficOptions:
     attach_mode: Literal["native", "generic"] = "native"
     seed: int = 0
     engine: EngineOption = "afxdp"  # live: frames generated in the kernel (BPF_PROG_TEST_RUN)
+    replay_timing: bool = False  # --pcap frames leave at the capture's gaps (divided by speedup)
+    speedup: float = 1.0
+    loop: int | None = None  # --pcap: send the capture this many times (instead of count)
+    write_tx_pcap: str | None = None  # pcapng of every frame sent, its TX descriptor in a comment
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -61,6 +65,24 @@ class TrafficOptions:
             raise ConfigError(f"--rate must be a positive number of packets per second, got {self.rate}")
         if self.engine not in ("afxdp", "live", "auto"):
             raise ConfigError(f"--engine {self.engine!r}: use afxdp, live or auto")
+        if self.replay_timing and not self.pcap:
+            raise ConfigError("--replay-timing replays a capture's gaps: give --pcap FILE")
+        if self.replay_timing and self.rate is not None:
+            raise ConfigError("--rate and --replay-timing exclude each other: the capture sets the pace "
+                              "(use --speedup to scale it)")
+        if self.replay_timing and self.queues != 1:
+            raise ConfigError("--replay-timing sends one ordered stream: use --queues 1")
+        if not self.speedup > 0:
+            raise ConfigError(f"--speedup must be positive, got {self.speedup}")
+        if self.speedup != 1.0 and not self.replay_timing:
+            raise ConfigError("--speedup scales the capture's gaps: add --replay-timing")
+        if self.loop is not None:
+            if not self.pcap:
+                raise ConfigError("--loop repeats a capture: give --pcap FILE")
+            if self.loop < 1:
+                raise ConfigError(f"--loop must be at least 1, got {self.loop}")
+            if self.count is not None:
+                raise ConfigError("--loop and --count exclude each other: --loop N sends the capture N times")
         if self.window is not None and self.window < self.batch:
             raise ConfigError(f"window {self.window} is smaller than a batch ({self.batch})")
         if not 1 <= self.queues <= 64:

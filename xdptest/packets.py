@@ -201,6 +201,7 @@ def from_scapy(pkt: Packet | str, size: int | None = None, *, min_size: int = MI
 
 def from_pcap(path: str | Path, size: int | None = None, limit: int = 65536) -> list[Template]:
     """Templates from the frames of a pcap/pcapng file (Ethernet link type)."""
+    from scapy.layers.l2 import Ether  # noqa: F401 - registers the Ethernet link type with the reader
     from scapy.utils import PcapReader
 
     try:
@@ -219,6 +220,37 @@ def from_pcap(path: str | Path, size: int | None = None, limit: int = 65536) -> 
     if not templates:
         raise ConfigError(f"--pcap {path}: no frames in it")
     return templates
+
+
+def pcap_schedule(path: str | Path, speedup: float = 1.0, limit: int = 65536) -> tuple[list[int], int]:
+    """The capture's timing as a TX schedule: each frame's offset from the first (ns, divided by
+    ``speedup``) and the period after which a loop starts again (the last offset plus the mean
+    gap). Timestamps that go back in time are held at the previous one."""
+    from scapy.layers.l2 import Ether  # noqa: F401 - registers the Ethernet link type with the reader
+    from scapy.utils import PcapReader
+
+    if not speedup > 0:
+        raise ConfigError(f"--speedup must be positive, got {speedup}")
+    try:
+        reader = PcapReader(str(path))
+    except (OSError, Exception) as exc:
+        raise ConfigError(f"--pcap {path}: cannot read it as pcap or pcapng: {exc}") from None
+    stamps: list[int] = []
+    with reader:
+        for i, pkt in enumerate(reader):
+            if i >= limit:
+                break
+            stamps.append(int(pkt.time * 1_000_000_000))
+    if len(stamps) < 2:
+        raise ConfigError(f"--pcap {path}: --replay-timing needs at least two frames to take gaps from")
+    offsets, last = [], stamps[0]
+    for t in stamps:
+        last = max(last, t)
+        offsets.append(round((last - stamps[0]) / speedup))
+    if offsets[-1] == 0:
+        raise ConfigError(f"--pcap {path}: every frame has the same timestamp; there is no timing to replay")
+    period = offsets[-1] + max(1, round(offsets[-1] / (len(offsets) - 1)))
+    return offsets, period
 
 
 # --- field variation -----------------------------------------------------------------------

@@ -55,6 +55,10 @@ class TrafficReport:
     engine: str = "afxdp"  # "afxdp" (AF_XDP sockets send) or "live" (live frames from the kernel)
     per_queue: list[dict[str, Any]] = field(default_factory=list)
     per_stream: list[dict[str, Any]] = field(default_factory=list)
+    # Timed replay only: how far each gap between consecutive frames was from the capture's
+    # (ns; p50 ... max, and the number of gaps measured). Empty otherwise.
+    replay_gap_error_ns: dict[str, int] = field(default_factory=dict)
+    tx_pcap: str | None = None  # --write-tx-pcap: where every sent frame was recorded
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -91,6 +95,12 @@ class TrafficReport:
                        f"{self.queues} queue(s), {self.frame_size}-byte frames"),
             ("engine", "live frames (kernel)" if self.engine == "live" else "AF_XDP sockets"),
         ]
+        if self.replay_gap_error_ns:
+            gaps = self.replay_gap_error_ns
+            rows.append(("replay gaps", "error " + " ".join(f"{k}={gaps[k] / 1000:.1f}us" for k in LATENCY_KEYS[1:])
+                         + f" over {gaps['samples']} gaps"))
+        if self.tx_pcap:
+            rows.append(("sent frames", f"recorded in {self.tx_pcap} (pcapng, TX descriptors in comments)"))
         nonzero = {k: v for k, v in self.xdp_stats.items() if v}
         if nonzero:
             rows.append(("XDP_STATISTICS", ", ".join(f"{k}={v}" for k, v in nonzero.items())))

@@ -18,10 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from xdptest import packets
+from xdptest import __version__, packets
 from xdptest._libgen import GenSpec, Verifier, percentiles
 from xdptest.errors import ConfigError, XdpTestError
 from xdptest.options import TrafficOptions
+from xdptest.pcapfile import PcapngWriter
 from xdptest.report import LATENCY_KEYS, XDP_STAT_NAMES, TrafficReport
 from xdptest.xsk import Umem, XskLoop, XskSocket
 
@@ -37,6 +38,7 @@ DEFAULT_PACKET = "Ether()/IP()/UDP(sport=1024, dport=9)"
 MIN_RX_RING = 8192
 DEFAULT_SIZE = 64  # frames without --size: 64 bytes, or what the headers and stamp need
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
+TX_PCAPNG_BUFFER = 4 << 20  # bytes of packet blocks a TX loop gathers before Python writes them
 
 
 @dataclass
@@ -105,13 +107,23 @@ class TrafficRun:
 
     def __init__(self, src: Endpoint, dst: Endpoint | None, options: TrafficOptions, *,
                  rx_program: XdpProgram | None = None, capture: int = 0) -> None:
-        if options.count is None and options.duration is None:
+        if options.count is None and options.duration is None and options.loop is None \
+                and not options.replay_timing:
             raise ConfigError("give --count or --duration: an endless run cannot be verified")
         if options.queues > src.queues or (dst is not None and options.queues > dst.queues):
             raise ConfigError(f"--queues {options.queues}: the interfaces have {src.queues}"
                               f"{f'/{dst.queues}' if dst else ''} queue(s)")
         self.src, self.dst, self.options = src, dst, options
         self.templates, self.varies = build_templates(options, src, dst)
+        self.count = options.count
+        if options.loop is not None or (options.replay_timing and options.count is None
+                                        and options.duration is None):
+            self.count = (options.loop or 1) * len(self.templates)  # the capture, LOOP times
+        self._schedule: tuple[list[int], int] | None = None
+        if options.replay_timing:
+            assert options.pcap is not None  # validated with the options
+            self._schedule = packets.pcap_schedule(options.pcap, options.speedup)
+        self._tx_pcap: PcapngWriter | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._senders_done = threading.Event()
@@ -127,6 +139,10 @@ class TrafficRun:
         try:
             if self.engine == "live":
                 self._live = self._open_live()
+            elif options.write_tx_pcap:
+                self._tx_pcap = self._stack.enter_context(PcapngWriter(
+                    options.write_tx_pcap, [f"{src} queue {q} (AF_XDP TX)" for q in range(options.queues)],
+                    application=f"xdptest {__version__}"))
             for q in range(options.queues):
                 self._queues.append(self._open_queue(q, rx_program))
         except BaseException:
@@ -146,6 +162,10 @@ class TrafficRun:
             return "the live engine cannot vary the frame size"
         if self.templates[0].size > 256:
             return "the live engine rewrites at most 256 bytes of template per frame"
+        if self.options.replay_timing:
+            return "timed replay paces each frame from an AF_XDP socket"
+        if self.options.write_tx_pcap:
+            return "the kernel builds live frames, so only AF_XDP sends can be recorded (--write-tx-pcap)"
         return None
 
     def _choose_engine(self) -> str:
@@ -171,7 +191,7 @@ class TrafficRun:
 
         o = self.options
         gen = LiveGenerator(self.src, self.templates, self.varies, threads=o.queues, rate=o.rate,
-                            count=o.count, duration=o.duration, seed=o.seed)
+                            count=self.count, duration=o.duration, seed=o.seed)
         self._stack.callback(gen.close)
         return gen
 
@@ -204,10 +224,13 @@ class TrafficRun:
         self._stack.callback(tx.close)
         gen = GenSpec(self.templates, self.varies, stream=q, seed=o.seed)
         per_queue = None
-        if o.count is not None:
-            per_queue = o.count // o.queues + (1 if q < o.count % o.queues else 0)
+        if self.count is not None:
+            per_queue = self.count // o.queues + (1 if q < self.count % o.queues else 0)
         rate = o.rate / o.queues if o.rate else 0.0
-        tx_loop = XskLoop(batch=min(o.batch, 256), count=per_queue or 0, gen=gen, rate=rate)
+        schedule, period = self._schedule or ((), 0)
+        tx_loop = XskLoop(batch=min(o.batch, 256), count=per_queue or 0, gen=gen, rate=rate,
+                          tx_pcapng_bytes=TX_PCAPNG_BUFFER if self._tx_pcap else 0, pcap_interface=q,
+                          schedule_ns=schedule, period_ns=period)
         if o.window and rx_loop is not None:
             tx_loop.follow(rx_loop, o.window)
         return _Queue(q, tx, rx, tx_loop, rx_loop, verifier)
@@ -235,6 +258,8 @@ class TrafficRun:
                 slice_s = SLICE_S if deadline is None else min(SLICE_S, max(deadline - now, 1e-4))
                 queue.tx_loop.set_limits(duration=slice_s)
                 queue.tx.run_tx(queue.tx_loop)
+                if self._tx_pcap is not None:
+                    self._tx_pcap.write_blocks(queue.tx_loop.take_pcapng_blocks())
                 if queue.tx_loop.cfg.count and queue.tx_loop.st.frames >= queue.tx_loop.cfg.count:
                     break
             # let the completion ring settle: every sent frame has left the UMEM
@@ -398,9 +423,20 @@ class TrafficRun:
             self._fill_rx(r, total, sent_by_stream)
         else:
             r.notes.append("transmit only: nothing was verified")
+        if self._schedule is not None:
+            r.replay_gap_error_ns = self._gap_errors()
+        if self._tx_pcap is not None:
+            r.tx_pcap = str(self._tx_pcap.path)
         if self.interrupted:
             r.notes.append("interrupted: the figures cover the run up to Ctrl-C")
         return r
+
+    def _gap_errors(self) -> dict[str, int]:
+        loop = self._queues[0].tx_loop
+        assert loop is not None
+        samples, worst = int(loop.st.gap_samples), int(loop.st.gap_err_max_ns)
+        values = percentiles(loop.gap_histogram(), QUANTILES, 0, worst) if samples else [0] * len(QUANTILES)
+        return {**dict(zip(LATENCY_KEYS[1:-1], values, strict=True)), "max": worst, "samples": samples}
 
     def _fill_rx(self, r: TrafficReport, total: Verifier, sent_by_stream: dict[int, int]) -> None:
         t = total.totals()

@@ -42,12 +42,14 @@ def test_readme_command_examples_run(tmp_path) -> None:  # type: ignore[no-untyp
     assert block
     lines = [ln.split("#")[0].strip() for ln in block.group(1).splitlines()]
     runnable = [ln for ln in lines if ln.startswith("xdptest-gen") and "--iface" not in ln]
-    assert len(runnable) == 3
-    for line in runnable:
-        argv = [sys.executable, "-m", "xdptest.cli", *shlex.split(line)[1:]]
+    assert len(runnable) == 5
+    for line in runnable:  # paths in the examples are relative to the checkout
+        argv = [sys.executable, "-m", "xdptest.cli",
+                *(str(ROOT / a) if a.startswith("fixtures/") else a for a in shlex.split(line)[1:])]
         p = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
         # 1 is an honest verdict on a loaded machine (open loop); 2 would mean the example is wrong
         assert p.returncode in (0, 1), (line, p.stderr)
         assert "xdptest-gen: PASS" in p.stdout or "xdptest-gen: FAIL" in p.stdout
     assert json.loads((tmp_path / "report.json").read_text())["tx_pps"] > 0
     assert (tmp_path / "rx.pcap").stat().st_size > 24
+    assert (tmp_path / "sent.pcapng").stat().st_size > 250 * 64

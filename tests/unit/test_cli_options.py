@@ -20,3 +20,25 @@ def test_closed_loop_is_the_default() -> None:
                                               (("--engine", "auto"), DEFAULT_WINDOW)])
 def test_window_choices(argv: tuple[str, ...], window: int | None) -> None:
     assert options(*argv).window == window
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--replay-timing",), "--replay-timing replays a capture's gaps: give --pcap FILE"),
+    (("--pcap", "x.pcap", "--replay-timing", "--rate", "100"), "--rate and --replay-timing exclude each other"),
+    (("--pcap", "x.pcap", "--replay-timing", "--queues", "2"), "--replay-timing sends one ordered stream"),
+    (("--pcap", "x.pcap", "--loop", "0"), "--loop must be at least 1, got 0"),
+    (("--pcap", "x.pcap", "--loop", "2", "--count", "5"), "--loop and --count exclude each other"),
+    (("--speedup", "0"), "--speedup must be positive"),
+])
+def test_bad_timing_options_exit_2_with_one_line(argv: tuple[str, ...], message: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from xdptest.cli import main
+
+    assert main(list(argv)) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_replay_or_loop_take_the_count_from_the_capture() -> None:
+    assert options("--pcap", "x.pcap", "--replay-timing").count is None
+    assert options("--pcap", "x.pcap", "--loop", "3").loop == 3
