@@ -7,10 +7,11 @@ Rows, measured in the same run (the machine is shared and noisy: read the ratios
   Python AF_PACKET loop     socket.send() in a Python loop (for scale)
   scapy sendp               scapy's sendp() per packet (for scale)
 TX rows count what the receiver's native XDP_DROP program saw. Then --rate accuracy at 1k, 10k
-and 100k pps (sender's achieved rate against the asked one; every frame verified).
+and 100k pps (sender's achieved rate against the asked one; every frame verified), and the gap
+error of --replay-timing at 1k and 10k pps.
 
 Targets (the generator issue): xdptest-gen TX >= 1.3x trafgen; verified receive >= 0.95x its own
-TX; --rate within +-2 %.
+TX; --rate within +-2 %; replay gap error p99 <= 20 us at 10 kpps (the live-frames issue).
 
 Run as root: ``.venv/bin/python bench/bench_gen.py [--duration 3] [--rounds 3]``.
 """
@@ -78,6 +79,31 @@ def scapy_pps(pair: VethPair, frame: bytes, duration: float) -> float:
     return float(out.strip().splitlines()[-1])
 
 
+def replay_gap_errors(pair: VethPair, duration: float) -> list[tuple[int, dict[str, int], int]]:
+    """Replay a capture of evenly spaced frames (1k and 10k pps) and read the gap error."""
+    import tempfile
+
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rate in (1_000, 10_000):
+            frames = []
+            for i in range(1000):
+                f = Ether(src=pair.a.mac, dst=pair.b.mac) / IP(src=pair.a.ipv4, dst=pair.b.ipv4) / UDP(dport=9) \
+                    / (b"\0" * 22)
+                f.time = 1_700_000_000 + i / rate
+                frames.append(f)
+            path = f"{tmp}/even-{rate}.pcap"
+            wrpcap(path, frames)
+            loops = max(1, round(duration * rate / 1000))
+            r = run_traffic(pair.a, pair.b, pcap=path, replay_timing=True, loop=loops, window=4096)
+            rows.append((rate, r.replay_gap_error_ns, r.lost))
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=3.0)
@@ -110,6 +136,7 @@ def main() -> int:
         for rate in (1_000, 10_000, 100_000):
             r = run_traffic(pair.a, pair.b, rate=rate, duration=max(2.0, args.duration))
             rate_rows.append((rate, r.tx_pps, r.lost))
+        replay_rows = replay_gap_errors(pair, args.duration)
     rows = [Row(name, statistics.median(v)) for name, v in samples.items()]
     rows += [Row(name, None, note) for name, note in notes.items()]
     trafgen = next((r.pps for r in rows if r.name.startswith("TX  trafgen") and r.pps), None)
@@ -124,6 +151,11 @@ def main() -> int:
     print("\n--rate accuracy (every frame verified)")
     for rate, achieved, lost in rate_rows:
         print(f"  asked {rate:>7} pps  achieved {achieved:10.1f}  error {100 * (achieved - rate) / rate:+.2f} %"
+              f"  lost {lost}")
+    print("\n--replay-timing gap error (a capture with even gaps, replayed; every frame verified)")
+    for rate, gaps, lost in replay_rows:
+        print(f"  {rate:>7} pps  gap error p50 {gaps['p50'] / 1e3:6.1f} us  p99 {gaps['p99'] / 1e3:6.1f} us  "
+              f"p99.9 {gaps['p999'] / 1e3:7.1f} us  max {gaps['max'] / 1e3:7.1f} us  over {gaps['samples']} gaps"
               f"  lost {lost}")
     print("(xdp-trafficgen from Debian's xdp-tools 1.3.1 does not run on this kernel: a tracepoint it "
           "attaches to is gone; it is not shown)")

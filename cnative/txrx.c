@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -509,6 +510,8 @@ static unsigned int xt_tx_allowance(const struct xt_loop_cfg *cfg, struct xt_loo
 	want = want < 1 ? 1 : want > batch ? batch : want;
 	now = xt_now_ns();
 	if (!st->rate_start_ns) {
+		/* The default timer slack (50 us) lets nanosleep wake that late: ask for 1 us. */
+		prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
 		st->rate_start_ns = now;
 		st->rate_base = st->frames;
 	}
