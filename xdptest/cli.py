@@ -95,8 +95,7 @@ def _options(args: argparse.Namespace) -> Any:
 
     timed = args.loop is not None or args.replay_timing  # the capture's length sets the count
     count = args.count if args.count is not None or args.duration is not None or timed else DEFAULT_COUNT
-    default_window = None if args.engine == "live" else DEFAULT_WINDOW  # live frames run open loop
-    window = default_window if args.window is None else args.window or None
+    window = DEFAULT_WINDOW if args.window is None else args.window or None
     return TrafficOptions(
         packet=args.packet, pcap=args.pcap, size=args.size, vary=tuple(args.vary), count=count,
         duration=args.duration, rate=args.rate, queues=args.queues, frame_size=args.frame_size,

@@ -61,6 +61,8 @@ TMPL_MAX = 256  # XT_LIVE_TMPL_MAX: template bytes the program rewrites per fram
 MAX_VARY = 16
 MAX_STREAMS = 256  # the verifier's XT_MAX_STREAMS
 MAX_BATCH = 256  # the kernel's limit for batch_size in live-frames mode
+WINDOW_WAIT_S = 0.1  # closed loop: send anyway after this long without the receiver moving
+WINDOW_POLL_S = 50e-6  # closed loop: how often a full window looks at the receiver again
 MAX_CPUS = 1024  # XT_LIVE_MAX_CPUS
 DEFAULT_SEED = 0x9E3779B97F4A7C15  # GenSpec's default, so random fields match the C generator
 CSUM_IP, CSUM_L4 = 1, 2
@@ -184,12 +186,15 @@ class LiveGenerator:
     (``features.probe``; replaceable to exercise the unsupported path). ``anchor``: keep the
     program in the XDP dispatcher through a private namespace (see ``_make_anchor``); without it
     every kernel call costs tens of milliseconds, and slices grow to hide that.
+    ``window`` with ``received`` (a function returning the receiver's frame count): closed loop,
+    at most ``window`` frames sent and not yet received, as the AF_XDP engine's ``--window``.
     """
 
     def __init__(self, endpoint: Endpoint, templates: Sequence[Template], varies: Sequence[Vary] = (), *,
                  threads: int | None = None, cpus: Sequence[int] | None = None, batch_size: int = 64,
                  rate: float | None = None, count: int | None = None, duration: float | None = None,
                  stream_base: int = 0, seed: int = 0, anchor: bool = True,
+                 window: int | None = None, received: Callable[[], int] | None = None,
                  probe: ProbeFunc = features.probe) -> None:
         status = probe("live_frames")
         if not status.present:
@@ -206,6 +211,8 @@ class LiveGenerator:
             raise ConfigError(f"count must be >= 0, got {count}")
         if duration is not None and not duration > 0:
             raise ConfigError(f"duration must be a positive number of seconds, got {duration!r}")
+        if (window is None) != (received is None) or (window is not None and window < 1):
+            raise ConfigError("a closed loop needs both window= (frames, >= 1) and received= (a counter)")
         allowed = sorted(os.sched_getaffinity(0))
         if cpus is None:
             n = len(allowed) if threads is None else threads
@@ -225,6 +232,7 @@ class LiveGenerator:
         self.frame = self.template.frame
         self.batch_size = batch_size
         self.rate, self.count, self.duration = rate, count, duration
+        self.window, self._received = window, received
         if any(c >= MAX_CPUS for c in chosen):
             raise ConfigError(f"cpus {chosen}: the live engine runs on CPUs below {MAX_CPUS}")
         self._config = pack_config(self.template, varies, seed, ts_every=batch_size)
@@ -355,6 +363,10 @@ class LiveGenerator:
                 n = min(n, due - w.done)
             elif deadline is not None and speed:
                 n = max(1, min(n, int(speed * (deadline - now)) + 1))
+            if self.window is not None:
+                n = self._window_allows(n)
+                if n <= 0:
+                    continue
             call += 1
             self._call_map.update(w.cpu, call)  # the call's first frame reads the clock afresh
             t0 = time.monotonic()
@@ -368,6 +380,26 @@ class LiveGenerator:
             if not w.rate and elapsed > 0:
                 speed = n / elapsed
                 slice_n = max(256, min(1 << 22, int(speed * per_call)))
+
+    def _window_allows(self, want: int) -> int:
+        """Closed loop: how many of ``want`` frames may go with the receiver where it is. Waits
+        while the window is full; after WINDOW_WAIT_S without progress there, lets a share go
+        anyway (frames the kernel dropped must not stall the sender). 0: stopping."""
+        assert self.window is not None and self._received is not None
+        share = max(1, self.window // len(self._workers))
+        seen, since = -1, time.monotonic()
+        while not self._stopping():
+            got = self._received()
+            room = self.window - (self.stats().sent - got)
+            if room >= min(want, share):
+                return min(want, room)
+            now = time.monotonic()
+            if got != seen:
+                seen, since = got, now
+            elif now - since >= WINDOW_WAIT_S:
+                return min(want, share)
+            time.sleep(WINDOW_POLL_S)
+        return 0
 
     def _stopping(self) -> bool:
         return self._stop.is_set() or (self._external_stop is not None and self._external_stop.is_set())

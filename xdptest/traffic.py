@@ -176,8 +176,6 @@ class TrafficRun:
         if problem is None:
             self.notes.append("engine: live frames (BPF_PROG_TEST_RUN, XDP_TX from the kernel)"
                               + ("; chosen by auto" if o.engine == "auto" else ""))
-            if o.window and o.engine == "live":
-                self.notes.append("--window does not apply to the live engine: it runs open loop")
             return "live"
         if o.engine == "live":
             from xdptest.errors import NotSupportedError
@@ -190,8 +188,9 @@ class TrafficRun:
         from xdptest.live import LiveGenerator
 
         o = self.options
+        closed = {"window": o.window, "received": self._received_total} if o.window and self.dst else {}
         gen = LiveGenerator(self.src, self.templates, self.varies, threads=o.queues, rate=o.rate,
-                            count=self.count, duration=o.duration, seed=o.seed)
+                            count=self.count, duration=o.duration, seed=o.seed, **closed)
         self._stack.callback(gen.close)
         return gen
 

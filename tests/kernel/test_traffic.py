@@ -172,3 +172,9 @@ def test_live_engine_refuses_what_it_cannot_send(veth_pair) -> None:
     pair = veth_pair()
     with pytest.raises(NotSupportedError, match="cannot vary the frame size; use --engine afxdp or auto"):
         run_traffic(pair.a, pair.b, count=10, engine="live", vary=["size=64-100"])
+
+
+def test_live_engine_closed_loop_loses_nothing_at_full_speed(veth_pair) -> None:
+    pair = veth_pair()
+    r = run_traffic(pair.a, pair.b, count=300_000, engine="live", window=W)
+    assert (r.sent, r.received, r.lost, r.corrupted) == (300_000, 300_000, 0, 0)

@@ -16,7 +16,7 @@ def test_closed_loop_is_the_default() -> None:
 
 
 @pytest.mark.parametrize(("argv", "window"), [(("--window", "0"), None), (("--window", "512"), 512),
-                                              (("--engine", "live"), None),
+                                              (("--engine", "live"), DEFAULT_WINDOW),
                                               (("--engine", "auto"), DEFAULT_WINDOW)])
 def test_window_choices(argv: tuple[str, ...], window: int | None) -> None:
     assert options(*argv).window == window
