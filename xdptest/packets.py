@@ -199,17 +199,21 @@ def from_scapy(pkt: Packet | str, size: int | None = None, *, min_size: int = MI
     return template.resized(size)
 
 
-def from_pcap(path: str | Path, size: int | None = None, limit: int = 65536) -> list[Template]:
-    """Templates from the frames of a pcap/pcapng file (Ethernet link type)."""
+def _read_pcap(path: str | Path) -> Any:
+    """scapy's reader of a pcap or pcapng file (a context manager yielding packets)."""
     from scapy.layers.l2 import Ether  # noqa: F401 - registers the Ethernet link type with the reader
     from scapy.utils import PcapReader
 
     try:
-        reader = PcapReader(str(path))
+        return PcapReader(str(path))
     except (OSError, Exception) as exc:
         raise ConfigError(f"--pcap {path}: cannot read it as pcap or pcapng: {exc}") from None
+
+
+def from_pcap(path: str | Path, size: int | None = None, limit: int = 65536) -> list[Template]:
+    """Templates from the frames of a pcap/pcapng file (Ethernet link type)."""
     templates: list[Template] = []
-    with reader:
+    with _read_pcap(path) as reader:
         for pkt in reader:
             if len(templates) >= limit:
                 raise ConfigError(f"--pcap {path}: more than {limit} frames; cut the capture down")
@@ -226,17 +230,10 @@ def pcap_schedule(path: str | Path, speedup: float = 1.0, limit: int = 65536) ->
     """The capture's timing as a TX schedule: each frame's offset from the first (ns, divided by
     ``speedup``) and the period after which a loop starts again (the last offset plus the mean
     gap). Timestamps that go back in time are held at the previous one."""
-    from scapy.layers.l2 import Ether  # noqa: F401 - registers the Ethernet link type with the reader
-    from scapy.utils import PcapReader
-
     if not speedup > 0:
         raise ConfigError(f"--speedup must be positive, got {speedup}")
-    try:
-        reader = PcapReader(str(path))
-    except (OSError, Exception) as exc:
-        raise ConfigError(f"--pcap {path}: cannot read it as pcap or pcapng: {exc}") from None
     stamps: list[int] = []
-    with reader:
+    with _read_pcap(path) as reader:
         for i, pkt in enumerate(reader):
             if i >= limit:
                 break
