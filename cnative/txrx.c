@@ -393,6 +393,10 @@ int xt_tx_burst(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loo
 			t = 0;
 	}
 	if (res) {
+		/* Timed replay: a frame counts as sent when it is handed to the kernel, before the
+		 * kick, whose length depends on the receiver's work on this CPU (veth runs it here). */
+		if (cfg->sched_n)
+			st->sched_submit_ns = xt_now_ns();
 		xsk_prod__submit(&xsk->tx, res);
 		st->frames += res;
 		st->next_tmpl += res;
@@ -589,7 +593,7 @@ int xt_tx_loop(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loop
 		if (ret)
 			last = now;
 		if (cfg->sched_n && ret)
-			xt_sched_account(cfg, st, first, (unsigned int)ret, now);
+			xt_sched_account(cfg, st, first, (unsigned int)ret, st->sched_submit_ns);
 		/* A full capture buffer ends the call: the caller empties it and calls again. */
 		if ((cfg->flags & XT_LOOP_TX_PCAPNG) &&
 		    !xt_pcapng_room(cfg, st, cfg->gen ? cfg->gen_max_len : cfg->tmpl_stride))

@@ -19,6 +19,7 @@
 #define XT_EPB_COMMENT_MAX 96u	/* our comment, padded */
 #define XT_EPB_TAIL 12u		/* end-of-options and the trailing length, plus the comment header */
 #define XT_OPT_COMMENT 1u
+#define XT_SCHED_SPIN_NS 200000ull	/* timed replay spins this long before a frame is due */
 
 static inline uint64_t xt_clock_ns(clockid_t clock)
 {
@@ -37,7 +38,7 @@ static inline uint32_t xt_pad4(uint32_t n)
 
 /*
  * How many frames may go now: waits until the next frame is due (sleeping, then spinning the
- * last 30 us), then allows it and every later one already due, up to batch. Returns 0 when the
+ * last XT_SCHED_SPIN_NS), then allows it and every later one already due, up to batch. Returns 0 when the
  * next frame is not due before end_ns (0: no end), having waited until then.
  */
 static inline uint64_t xt_sched_due(const struct xt_loop_cfg *cfg, uint64_t k)
@@ -67,10 +68,10 @@ unsigned int xt_sched_allowance(const struct xt_loop_cfg *cfg, struct xt_loop_st
 		}
 		return 0;
 	}
-	if (due > now + 50000) {
-		/* Sleep to 30 us before the frame is due, then spin: a wake-up can come tens of
-		 * microseconds late, spinning the last stretch keeps the gap error in microseconds. */
-		uint64_t nap = due - now - 30000;
+	if (due > now + XT_SCHED_SPIN_NS + 50000) {
+		/* Sleep to XT_SCHED_SPIN_NS before the frame is due, then spin: in a guest a wake-up
+		 * can come tens of microseconds late, which spinning the last stretch absorbs. */
+		uint64_t nap = due - now - XT_SCHED_SPIN_NS;
 		struct timespec ts = { .tv_sec = (time_t)(nap / 1000000000ull),
 				       .tv_nsec = (long)(nap % 1000000000ull) };
 

@@ -151,6 +151,7 @@ struct xt_loop_stats {
 	unsigned long long rate_base;		/* TX pacing: frames sent before that */
 	unsigned long long sched_start_ns;	/* timed replay: when frame 0 went (0: not yet) */
 	unsigned long long sched_last_ns;	/* timed replay: when the previous frame went */
+	unsigned long long sched_submit_ns;	/* timed replay: when the last burst was handed over */
 	unsigned long long gap_samples;		/* timed replay: gaps measured */
 	unsigned long long gap_err_max_ns;
 	unsigned long long gap_err_sum_ns;
