@@ -18,18 +18,15 @@ Run as root: ``.venv/bin/python bench/bench_live.py [--duration 2] [--rounds 3]`
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 
-from bench_xsk import FRAME, Row, measure_rx_side, trafgen_row, udp_frame, xdp_packets  # this directory
+from bench_xsk import FRAME, Row, dropping_pair, measure_rx_side, trafgen_row, udp_frame, xdp_packets  # this directory
 
 from xdptest import packets
 from xdptest._libgen import Verifier
-from xdptest.bpf import XdpProgram
 from xdptest.live import LiveGenerator
 from xdptest.netns import Endpoint, VethPair
 from xdptest.xsk import Umem, XskLoop, XskSocket
@@ -57,16 +54,6 @@ def live_pps(pair: VethPair, threads: int, duration: float) -> float:
             gen.stop()
             gen.wait()
     return (after - before) / elapsed
-
-
-@contextlib.contextmanager
-def dropping_pair(queues: int = 1) -> Iterator[VethPair]:
-    """A fresh pair whose far end drops every frame in native XDP. Each sample gets its own: on
-    this kernel, live frames on a veth that AF_PACKET (trafgen) has sent through run at about half
-    speed afterwards (6.8 Mpps on a fresh pair, 3.7 after), so sharing one would measure the order."""
-    with VethPair(queues=queues) as pair, XdpProgram.load("drop") as drop:
-        drop.attach(pair.b, mode="native")
-        yield pair
 
 
 def drop_rows(duration: float, rounds: int) -> dict[str, list[float]]:
