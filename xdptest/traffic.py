@@ -188,9 +188,11 @@ class TrafficRun:
         from xdptest.live import LiveGenerator
 
         o = self.options
-        closed = {"window": o.window, "received": self._received_total} if o.window and self.dst else {}
+        closed = bool(o.window and self.dst)  # closed loop needs a receiver to follow
         gen = LiveGenerator(self.src, self.templates, self.varies, threads=o.queues, rate=o.rate,
-                            count=self.count, duration=o.duration, seed=o.seed, **closed)
+                            count=self.count, duration=o.duration, seed=o.seed,
+                            window=o.window if closed else None,
+                            received=self._received_total if closed else None)
         self._stack.callback(gen.close)
         return gen
 
