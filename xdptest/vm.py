@@ -1,0 +1,231 @@
+"""Run a command, or the whole pytest session, inside a guest booting a stock kernel.
+
+``xdptest-vm --kernel KERNEL [--timeout S] [--rw DIR] [--] COMMAND...`` and
+``pytest --xdptest-kernel KERNEL ...`` boot KERNEL (``debian-6.1``, ``debian-6.12`` or the path of
+a kernel image, see :mod:`xdptest.vm_kernels`) under QEMU (see :mod:`xdptest.vm_boot`) with the
+host's file system visible read-only, run the command as root in the same directory with the
+same virtualenv, stream its output, and exit with its status.
+
+Exit status: the command's own; 124 when the guest did not finish within the timeout; 125 when the
+guest stopped without reporting a status (kernel panic, QEMU crash), with the end of the kernel's
+console printed; 130 when interrupted; 2 (``xdptest-vm``) or pytest's usage error 4 (pytest) when
+the kernel or QEMU cannot be had, with a message that says what is missing.
+
+Inside the guest ``XDPTEST_IN_GUEST=1`` is set, so ``--xdptest-kernel`` there does not boot again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from xdptest.errors import ConfigError, XdpTestError
+from xdptest.vm_boot import (
+    EXIT_GUEST_DIED,
+    EXIT_INTERRUPTED,
+    EXIT_TIMEOUT,
+    HIDDEN,
+    GuestRun,
+    boot,
+    choose_accel,
+    install_sigterm_handler,
+)
+from xdptest.vm_kernels import KernelSpec, prepare
+
+if TYPE_CHECKING:
+    import pytest
+
+__all__ = ["EXIT_GUEST_DIED", "EXIT_INTERRUPTED", "EXIT_TIMEOUT", "guest_env", "guest_pytest_args", "main",
+           "run_in_guest", "run_pytest_in_guest"]
+
+DEFAULT_TIMEOUT = 3600.0
+ENV_PREFIXES = ("LC_", "PYTHON", "PYTEST_", "XDPTEST_", "HYPOTHESIS_")
+ENV_NAMES = ("PATH", "HOME", "LANG", "LANGUAGE", "TERM", "TZ", "USER", "LOGNAME", "VIRTUAL_ENV", "CI",
+             "NO_COLOR", "FORCE_COLOR", "PY_COLORS")
+ENV_DROPPED = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_CURRENT_TEST", "XDPTEST_CACHE")
+
+
+def guest_env(environ: Mapping[str, str] | None = None, tty: bool | None = None) -> dict[str, str]:
+    """The environment the guest command gets: the host's, minus what belongs to this machine."""
+    environ = os.environ if environ is None else environ
+    env = {k: v for k, v in environ.items()
+           if (k in ENV_NAMES or k.startswith(ENV_PREFIXES)) and k not in ENV_DROPPED}
+    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    env["XDPTEST_IN_GUEST"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the host's tree is read-only in the guest
+    env.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", "/tmp/.hypothesis")
+    env["COLUMNS"] = str(shutil.get_terminal_size().columns)
+    if sys.stdout.isatty() if tty is None else tty:
+        env.setdefault("PY_COLORS", "1")
+    return env
+
+
+def _hidden_in_guest(path: str) -> bool:
+    return any(path == h or path.startswith(h + "/") for h in HIDDEN)
+
+
+def run_in_guest(kernel: str, argv: Sequence[str], *, cwd: str | None = None, writable: Sequence[str] = (),
+                 timeout: float = DEFAULT_TIMEOUT, env: Mapping[str, str] | None = None,
+                 refresh: bool = False, memory_mb: int = 2048, cpus: int = 2) -> int:
+    """Boot ``kernel``, run ``argv`` in it, return its exit status (or 124/125/130).
+
+    Raises ``XdpTestError`` (with a message naming the remedy) where the kernel or QEMU cannot be
+    had.
+    """
+    spec = KernelSpec.parse(kernel)
+    if not argv:
+        raise ConfigError("no command to run in the guest")
+    previous = install_sigterm_handler()  # SIGTERM stops downloads and the guest, and cleans up
+    try:
+        return _run_in_guest(spec, argv, cwd, writable, timeout, env, refresh, memory_mb, cpus)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_in_guest(spec: KernelSpec, argv: Sequence[str], cwd: str | None, writable: Sequence[str],
+                  timeout: float, env: Mapping[str, str] | None, refresh: bool, memory_mb: int, cpus: int) -> int:
+    say = _stderr_line
+    started = time.monotonic()
+    prepared = prepare(spec, refresh=refresh, log=say)
+    prep_s = time.monotonic() - started
+    accel = choose_accel(prepared, say)
+    cwd = os.path.abspath(cwd or os.getcwd())
+    rw = [os.path.abspath(d) for d in writable]
+    for d in rw:
+        os.makedirs(d, exist_ok=True)
+    ro = [p for p in (cwd, sys.prefix, sys.base_prefix) if _hidden_in_guest(p) and not _under_any(p, rw)]
+    say(f"xdptest-vm: {spec.name if spec.image is None else 'kernel'} {prepared.release} "
+        f"({'KVM' if accel == 'kvm' else 'TCG emulation'}; kernel ready in {prep_s:.1f} s)")
+    guest = dict(guest_env() if env is None else env)
+    if prepared.netdevsim:
+        guest["XDPTEST_GUEST_NETDEVSIM"] = "1"  # its absence in the guest is then a failure
+    run = GuestRun(argv=list(argv), cwd=cwd, env=guest,
+                   writable=rw, readable=ro, timeout=timeout, tty=sys.stdout.isatty(),
+                   memory_mb=memory_mb, cpus=cpus)
+    started = time.monotonic()
+    status = boot(prepared, run, accel)
+    say(f"xdptest-vm: guest exited with status {status} after {time.monotonic() - started:.1f} s")
+    return status
+
+
+def _under_any(path: str, dirs: Sequence[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
+
+
+def _stderr_line(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+# --- pytest -----------------------------------------------------------------------------------
+
+_VALUE_OPTIONS = {"--xdptest-kernel": True, "-n": False, "--numprocesses": False, "--dist": False,
+                  "--maxprocesses": False}
+
+
+def guest_pytest_args(args: Sequence[str], xdist: bool) -> list[str]:
+    """The host's pytest arguments for the guest: without ``--xdptest-kernel`` and xdist's ``-n``.
+
+    The guest runs the session in one process: under emulation each extra worker costs seconds of
+    start-up and the guest has two CPUs; with KVM one process is still quick for the kernel subset.
+    """
+    out: list[str] = []
+    skip_next = False
+    for arg in args:
+        if skip_next:
+            skip_next = False
+            continue
+        name, eq, _ = arg.partition("=")
+        if name in _VALUE_OPTIONS:
+            skip_next = not eq
+            continue
+        if arg.startswith("-n") and not arg.startswith("--") and arg[2:].isalnum():
+            continue  # -n2, -nauto
+        out.append(arg)
+    out += ["-p", "no:cacheprovider"]
+    if xdist:
+        out += ["-n", "0"]
+    return out
+
+
+def run_pytest_in_guest(config: pytest.Config, kernel: str) -> int:
+    """Re-run this pytest invocation inside a guest booting ``kernel``; return its exit status."""
+    import pytest
+
+    args = guest_pytest_args([str(a) for a in config.invocation_params.args],
+                             xdist=config.pluginmanager.hasplugin("xdist"))
+    cwd = str(config.invocation_params.dir)
+    writable: list[str] = []
+    xmlpath = getattr(config.option, "xmlpath", None)
+    if xmlpath:
+        writable.append(os.path.dirname(os.path.join(cwd, os.path.expanduser(str(xmlpath)))))
+    artifacts = config.getoption("xdptest_artifacts", None) or config.getini("xdptest_artifacts")
+    if artifacts:
+        writable.append(os.path.join(cwd, str(artifacts)))
+    timeout = float(os.environ.get("XDPTEST_VM_TIMEOUT", DEFAULT_TIMEOUT))
+    try:
+        return run_in_guest(kernel, [sys.executable, "-m", "pytest", *args], cwd=cwd, writable=writable,
+                            timeout=timeout, refresh=bool(os.environ.get("XDPTEST_VM_REFRESH")))
+    except (XdpTestError, OSError) as exc:
+        raise pytest.UsageError(f"--xdptest-kernel {kernel}: {exc}") from None
+
+
+# --- the command ------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="xdptest-vm",
+        description="Run COMMAND as root inside a guest booting a stock kernel, with the host's file system "
+                    "visible read-only, and exit with its status.",
+        epilog=f"Exit status: the command's; {EXIT_TIMEOUT} guest timed out; {EXIT_GUEST_DIED} guest died "
+               f"(the end of its kernel console is printed); {EXIT_INTERRUPTED} interrupted; 2 bad usage or "
+               "no kernel/QEMU. Cache: $XDPTEST_CACHE. XDPTEST_VM_ACCEL=kvm|tcg forces the accelerator.",
+    )
+    p.add_argument("--kernel", required=True, metavar="KERNEL",
+                   help="debian-6.1, debian-6.12, or the path of a kernel image (modules in lib/modules/RELEASE "
+                        "beside or above it)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
+                   help=f"stop the guest after S seconds (exit {EXIT_TIMEOUT}); default {DEFAULT_TIMEOUT:.0f}")
+    p.add_argument("--rw", action="append", default=[], metavar="DIR",
+                   help="share DIR read-write at the same path (repeatable): what the command writes there "
+                        "reaches the host")
+    p.add_argument("--memory", type=int, default=2048, metavar="MB", help="guest memory (default 2048)")
+    p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
+    p.add_argument("--refresh", action="store_true",
+                   help="look for a newer Debian kernel instead of using the cached one")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    ns = parser.parse_args(argv)
+    command = list(ns.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write("xdptest-vm: error: no COMMAND given\n")
+        return 2
+    if ns.timeout <= 0 or ns.memory < 256 or ns.cpus < 1:
+        sys.stderr.write("xdptest-vm: error: --timeout must be > 0, --memory >= 256, --cpus >= 1\n")
+        return 2
+    try:
+        return run_in_guest(ns.kernel, command, writable=ns.rw, timeout=ns.timeout, refresh=ns.refresh,
+                            memory_mb=ns.memory, cpus=ns.cpus)
+    except (XdpTestError, OSError) as exc:
+        sys.stderr.write(f"xdptest-vm: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
