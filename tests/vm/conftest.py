@@ -1,0 +1,33 @@
+"""tests/vm: netdevsim and guest tests.
+
+They create real netdevsim devices, so they need a kernel with netdevsim: the Debian kernels that
+``--xdptest-kernel`` boots (the kit builds netdevsim for them). On a host without netdevsim they
+skip with the reason. Inside a guest whose kernel the kit prepared with netdevsim
+(``XDPTEST_GUEST_NETDEVSIM=1``), a missing netdevsim fails the test instead: it is a regression.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Host-side tests that boot guests themselves are not collected inside a guest.
+collect_ignore = ["test_guest_status.py"] if os.environ.get("XDPTEST_IN_GUEST") else []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/tests/vm/" in str(item.path):
+            item.add_marker(pytest.mark.kernel)
+
+
+@pytest.fixture(autouse=True)
+def _netdevsim_expected(request: pytest.FixtureRequest) -> None:
+    if "netdevsim" not in request.fixturenames or not os.environ.get("XDPTEST_GUEST_NETDEVSIM"):
+        return
+    from xdptest.netdevsim import netdevsim_unavailable_reason
+
+    reason = netdevsim_unavailable_reason()
+    if reason:
+        pytest.fail(f"this guest's kernel was prepared with netdevsim, but: {reason}", pytrace=False)
