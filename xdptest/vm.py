@@ -100,7 +100,11 @@ def _run_in_guest(spec: KernelSpec, argv: Sequence[str], cwd: str | None, writab
     rw = [os.path.abspath(d) for d in writable]
     for d in rw:
         os.makedirs(d, exist_ok=True)
-    ro = [p for p in (cwd, sys.prefix, sys.base_prefix) if _hidden_in_guest(p) and not _under_any(p, rw)]
+    # The kit itself may live apart from cwd (an editable install in a checkout under /tmp).
+    kit = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ro = [p for p in dict.fromkeys((cwd, kit, sys.prefix, sys.base_prefix))
+          if _hidden_in_guest(p) and not _under_any(p, rw)]
+    ro = [p for p in ro if not _under_any(p, [q for q in ro if q != p])]  # a share covers what is below it
     say(f"xdptest-vm: {spec.name if spec.image is None else 'kernel'} {prepared.release} "
         f"({'KVM' if accel == 'kvm' else 'TCG emulation'}; kernel ready in {prep_s:.1f} s)")
     guest = dict(guest_env() if env is None else env)
