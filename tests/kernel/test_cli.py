@@ -80,3 +80,26 @@ def test_engine_live_and_its_refusal() -> None:
     assert "live frames (kernel)" in p.stdout
     bad = gen("--engine", "live", "--count", "10", "--vary", "size=64-100")
     assert bad.returncode == 2 and "use --engine afxdp or auto" in bad.stderr
+
+
+def test_without_live_frames_live_exits_2_and_auto_falls_back(monkeypatch, capsys) -> None:
+    """Where the live-frames probe fails (kernels before 5.18), as the command meets it."""
+    from xdptest import features
+    from xdptest.cli import main
+
+    real = features.probe
+
+    def probe(name: str) -> features.FeatureStatus:
+        if name == "live_frames":
+            return features.FeatureStatus(name, False, "BPF_F_TEST_XDP_LIVE_FRAMES refused: Invalid argument",
+                                          "5.18")
+        return real(name)
+
+    monkeypatch.setattr(features, "probe", probe)
+    assert main(["--engine", "live", "--count", "10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "live frames are not available" in err and "--engine afxdp" in err
+    assert main(["--engine", "auto", "--count", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert "engine: AF_XDP, chosen by auto because live frames are not available" in out
+    assert "AF_XDP sockets" in out
