@@ -146,10 +146,13 @@ def test_tx_queue_consumer_one_kick_consumes_one_budget() -> None:
         assert tx.send_raw([(i * 4096, len(f)) for i, f in enumerate(data)], kick=False) == 100
         assert tx.rings()["tx"].consumer == 0
         tx.kick()
-        assert tx.rings()["tx"].consumer == KERNEL_TX_BUDGET
+        # What one kick sent is what arrives. The shared consumer index says it too on 6.18; 6.12
+        # publishes it lazily (at the next kick), so there it may still read 0.
+        assert recv_n(rx, 100, timeout=0.5) == data[:KERNEL_TX_BUDGET]
+        assert tx.rings()["tx"].consumer in (0, KERNEL_TX_BUDGET)
         _drain_tx(tx)
         assert tx.rings()["tx"].consumer == 100
-        assert recv_n(rx, 100) == data
+        assert recv_n(rx, 100 - KERNEL_TX_BUDGET) == data[KERNEL_TX_BUDGET:]
 
 
 def test_bad_rx_descriptor_is_counted_not_read() -> None:
