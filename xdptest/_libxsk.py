@@ -23,7 +23,6 @@ from xdptest.errors import ClosedError, ConfigError, UmemError, XdpTestError
 EXPECTED_ABI = 2
 AF_XDP = 44
 
-
 UMEM_UNALIGNED = int(lib.XT_UMEM_UNALIGNED)
 UMEM_HUGEPAGES = int(lib.XT_UMEM_HUGEPAGES)
 BIND_COPY = int(lib.XT_BIND_COPY)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from xdptest import __version__, packets
 from xdptest._libgen import GenSpec, Verifier, percentiles
-from xdptest.errors import ConfigError, XdpTestError
+from xdptest.errors import ConfigError, NotSupportedError, XdpTestError
 from xdptest.options import TrafficOptions
 from xdptest.pcapfile import PcapngWriter
 from xdptest.report import LATENCY_KEYS, XDP_STAT_NAMES, TrafficReport
@@ -178,8 +178,6 @@ class TrafficRun:
                               + ("; chosen by auto" if o.engine == "auto" else ""))
             return "live"
         if o.engine == "live":
-            from xdptest.errors import NotSupportedError
-
             raise NotSupportedError("--engine live", f"{problem}; use --engine afxdp or auto")
         self.notes.append(f"engine: AF_XDP, chosen by auto because {problem}")
         return "afxdp"
@@ -404,6 +402,7 @@ class TrafficRun:
                     _add_stats(stats, s.statistics())
             if q.tx_loop is not None:
                 entry["sent"] = int(q.tx_loop.st.frames)
+                entry["sent_bytes"] = int(q.tx_loop.st.bytes)
             if q.rx_loop is not None and q.verifier is not None:
                 entry["received"] = int(q.rx_loop.st.frames)
                 total.merge(q.verifier)
@@ -411,15 +410,16 @@ class TrafficRun:
             _add_stats(r.xdp_stats, stats)
             r.per_queue.append(entry)
         if self._live is not None:
-            live = self._live.stats()
-            loop_s = live.elapsed_s
+            loop_s = self._live.stats().elapsed_s
+            sent_bytes = r.sent * self.templates[0].size  # one template, never a varied size
         else:
             loop_s = max(int(q.tx_loop.st.elapsed_ns) for q in self._queues if q.tx_loop is not None) / 1e9
+            sent_bytes = sum(e["sent_bytes"] for e in r.per_queue)
         # The senders' own loop time: thread start-up and the final completion wait excluded.
         r.duration_s = round(loop_s or self._tx_elapsed or (time.monotonic() - self._started), 6)
         if r.duration_s > 0:
             r.tx_pps = round(r.sent / r.duration_s, 1)
-            r.tx_gbps = round(r.sent * self.templates[0].size * 8 / r.duration_s / 1e9, 4)
+            r.tx_gbps = round(sent_bytes * 8 / r.duration_s / 1e9, 4)
         if self.dst is not None:
             self._fill_rx(r, total, sent_by_stream)
         else:
@@ -444,13 +444,12 @@ class TrafficRun:
         unique = 0
         for stream, sent in sorted(sent_by_stream.items()):
             res = total.stream(stream)
-            got = res.unique if res else 0
+            got, dup, late = (res.unique, res.duplicated, res.reordered) if res else (0, 0, 0)
             unique += got
-            r.duplicated += res.duplicated if res else 0
-            r.reordered += res.reordered if res else 0
-            r.per_stream.append({"stream": stream, "sent": sent, "received": got,
-                                 "duplicated": res.duplicated if res else 0,
-                                 "reordered": res.reordered if res else 0})
+            r.duplicated += dup
+            r.reordered += late
+            r.per_stream.append({"stream": stream, "sent": sent, "received": got, "duplicated": dup,
+                                 "reordered": late})
         r.received = unique
         r.corrupted = t.corrupted
         r.lost = max(0, r.sent - unique - t.corrupted)

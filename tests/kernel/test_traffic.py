@@ -178,3 +178,11 @@ def test_live_engine_closed_loop_loses_nothing_at_full_speed(veth_pair) -> None:
     pair = veth_pair()
     r = run_traffic(pair.a, pair.b, count=300_000, engine="live", window=W)
     assert (r.sent, r.received, r.lost, r.corrupted) == (300_000, 300_000, 0, 0)
+
+
+def test_bytes_sent_follow_the_varied_size(veth_pair) -> None:
+    pair = veth_pair()
+    r = run_traffic(pair.a, pair.b, count=1000, vary=["size=100-199"], window=W)
+    assert r.received == 1000
+    assert r.per_queue[0]["sent_bytes"] == 10 * sum(range(100, 200))  # ten rounds of 100..199
+    assert r.tx_gbps == round(r.per_queue[0]["sent_bytes"] * 8 / r.duration_s / 1e9, 4)
