@@ -11,7 +11,6 @@
 #include <poll.h>
 #include <sched.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -497,7 +496,7 @@ static int xt_loop_done(const struct xt_loop_cfg *cfg, const struct xt_loop_stat
 /*
  * Pacing: how many frames may go now at cfg->rate_pps (0: no limit). The bucket holds at
  * most one batch, so a stall never turns into a burst above the rate. When none may go yet,
- * sleep (long waits) or spin (waits under 50 us) until the next one is due.
+ * sleep, then spin the last 20 us, until the next one is due.
  */
 static unsigned int xt_tx_allowance(const struct xt_loop_cfg *cfg, struct xt_loop_stats *st,
 				    unsigned int batch)
@@ -514,8 +513,7 @@ static unsigned int xt_tx_allowance(const struct xt_loop_cfg *cfg, struct xt_loo
 	want = want < 1 ? 1 : want > batch ? batch : want;
 	now = xt_now_ns();
 	if (!st->rate_start_ns) {
-		/* The default timer slack (50 us) lets nanosleep wake that late: ask for 1 us. */
-		prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+		xt_timer_slack_tight();
 		st->rate_start_ns = now;
 		st->rate_base = st->frames;
 	}
@@ -531,14 +529,7 @@ static unsigned int xt_tx_allowance(const struct xt_loop_cfg *cfg, struct xt_loo
 	if (owed >= want)
 		return owed >= batch ? batch : (unsigned int)owed;
 	due = st->rate_start_ns + (uint64_t)((double)(sent + want) * 1e9 / cfg->rate_pps);
-	if (due > now + 50000) {
-		struct timespec ts = { .tv_sec = (time_t)((due - now - 20000) / 1000000000ull),
-				       .tv_nsec = (long)((due - now - 20000) % 1000000000ull) };
-
-		nanosleep(&ts, NULL);
-	}
-	while (xt_now_ns() < due)
-		;
+	xt_wait_until(due, 20000);
 	return want;
 }
 

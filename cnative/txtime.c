@@ -34,18 +34,47 @@ static inline uint32_t xt_pad4(uint32_t n)
 	return (n + 3u) & ~3u;
 }
 
+/* ---- waiting (paced and timed TX) ------------------------------------------------------ */
+
+static void xt_sleep_ns(uint64_t ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull) };
+
+	nanosleep(&ts, NULL);
+}
+
+void xt_timer_slack_tight(void)
+{
+	/* The default timer slack (50 us) lets nanosleep wake that late: ask for 1 us. */
+	prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+}
+
+uint64_t xt_wait_until(uint64_t due_ns, uint64_t spin_ns)
+{
+	uint64_t now = xt_clock_ns(CLOCK_MONOTONIC);
+
+	/* Sleep to spin_ns before due_ns, then spin: a wake-up can come tens of microseconds late
+	 * (more in a guest), which spinning the last stretch absorbs. */
+	if (due_ns > now + spin_ns + 30000)
+		xt_sleep_ns(due_ns - now - spin_ns);
+	while ((now = xt_clock_ns(CLOCK_MONOTONIC)) < due_ns)
+		;
+	return now;
+}
+
 /* ---- timed replay --------------------------------------------------------------------- */
 
-/*
- * How many frames may go now: waits until the next frame is due (sleeping, then spinning the
- * last XT_SCHED_SPIN_NS), then allows it and every later one already due, up to batch. Returns 0 when the
- * next frame is not due before end_ns (0: no end), having waited until then.
- */
 static inline uint64_t xt_sched_due(const struct xt_loop_cfg *cfg, uint64_t k)
 {
 	return cfg->sched_ns[k % cfg->sched_n] + (k / cfg->sched_n) * cfg->sched_period_ns;
 }
 
+/*
+ * Timed replay: how many frames may go now. Waits until the next frame is due (sleeping, then
+ * spinning the last XT_SCHED_SPIN_NS), then allows it and every later one already due, up to
+ * batch. Returns 0 when the next frame is not due before end_ns (0: no end), having waited
+ * until then.
+ */
 unsigned int xt_sched_allowance(const struct xt_loop_cfg *cfg, struct xt_loop_stats *st,
 				unsigned int batch, uint64_t end_ns)
 {
@@ -53,32 +82,17 @@ unsigned int xt_sched_allowance(const struct xt_loop_cfg *cfg, struct xt_loop_st
 	unsigned int n;
 
 	if (!st->sched_start_ns) {
-		/* The default timer slack (50 us) lets nanosleep wake that late: ask for 1 us. */
-		prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+		xt_timer_slack_tight();
 		st->sched_start_ns = now - xt_sched_due(cfg, k);
 	}
 	due = st->sched_start_ns + xt_sched_due(cfg, k);
 	if (end_ns && due > end_ns) {
 		/* Not due within this call: wait out the call and let the caller look around. */
-		if (end_ns > now) {
-			struct timespec ts = { .tv_sec = (time_t)((end_ns - now) / 1000000000ull),
-					       .tv_nsec = (long)((end_ns - now) % 1000000000ull) };
-
-			nanosleep(&ts, NULL);
-		}
+		if (end_ns > now)
+			xt_sleep_ns(end_ns - now);
 		return 0;
 	}
-	if (due > now + XT_SCHED_SPIN_NS + 50000) {
-		/* Sleep to XT_SCHED_SPIN_NS before the frame is due, then spin: in a guest a wake-up
-		 * can come tens of microseconds late, which spinning the last stretch absorbs. */
-		uint64_t nap = due - now - XT_SCHED_SPIN_NS;
-		struct timespec ts = { .tv_sec = (time_t)(nap / 1000000000ull),
-				       .tv_nsec = (long)(nap % 1000000000ull) };
-
-		nanosleep(&ts, NULL);
-	}
-	while ((now = xt_clock_ns(CLOCK_MONOTONIC)) < due)
-		;
+	now = xt_wait_until(due, XT_SCHED_SPIN_NS);
 	for (n = 1; n < batch && st->sched_start_ns + xt_sched_due(cfg, k + n) <= now; n++)
 		;
 	return n;

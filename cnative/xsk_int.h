@@ -161,7 +161,7 @@ static inline int xt__desc_ok(const struct xt_umem *u, uint64_t raw, uint32_t le
 	return addr >= chunk && addr + len <= chunk + u->frame_size;
 }
 
-/* txtime.c: timed replay and TX capture, used by the TX loop in txrx.c. */
+/* txtime.c: timed replay, TX capture and waiting, used by the TX loop in txrx.c. */
 unsigned int xt_sched_allowance(const struct xt_loop_cfg *cfg, struct xt_loop_stats *st,
 				unsigned int batch, uint64_t end_ns);
 void xt_sched_account(const struct xt_loop_cfg *cfg, struct xt_loop_stats *st, uint64_t first,
@@ -172,5 +172,9 @@ void xt_pcapng_append(const struct xt_loop_cfg *cfg, struct xt_loop_stats *st,
 		      const unsigned char *frame, unsigned int len, uint64_t addr,
 		      unsigned int options, uint64_t realtime_ns);
 uint64_t xt_realtime_ns(void);
+/* Ask for 1 us timer slack on the calling thread (paced and timed TX). */
+void xt_timer_slack_tight(void);
+/* Wait until due_ns (CLOCK_MONOTONIC): sleep, then spin the last spin_ns. Returns the clock. */
+uint64_t xt_wait_until(uint64_t due_ns, uint64_t spin_ns);
 
 #endif /* XT_XSK_INT_H */
