@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * Two TX extras of the batched loop in txrx.c: timed replay (frames leave at the gaps of a
- * schedule, usually a capture's, and the error of every gap is counted) and TX capture (every
- * frame sent is appended to a buffer as a pcapng Enhanced Packet Block whose comment holds the
- * TX descriptor, so what an AF_XDP socket transmitted can be read in tcpdump or Wireshark).
+ * Extras of the batched TX loop in txrx.c: waiting for a due time (paced and timed sends),
+ * timed replay (frames leave at the gaps of a schedule, usually a capture's, and the error of
+ * every gap is counted) and TX capture (every frame sent is appended to a buffer as a pcapng
+ * Enhanced Packet Block whose comment holds the TX descriptor, so what an AF_XDP socket
+ * transmitted can be read in tcpdump or Wireshark).
  */
 #include <stdint.h>
 #include <stdio.h>
