@@ -10,6 +10,7 @@ packages=(
   iproute2 ethtool      # ip netns exec, ethtool -S in tests and docs
   tcpdump               # reading captures in tests
   bpftool               # tests list every BPF program and map to prove nothing leaked
+  strace                # a test proves that sessions not using the plugin make no bpf() call
 )
 
 # A Python without venv or headers needs the distribution's packages too.

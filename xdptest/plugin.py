@@ -37,6 +37,9 @@ import pytest
 
 pytest.register_assert_rewrite("xdptest.assertions")
 
+# The fixtures that make a session a user of the kit (the override points come with them).
+KIT_FIXTURES = frozenset({"xdp_netns", "veth_pair", "xdp_program", "xdp_run", "netdevsim", "xsk", "traffic"})
+
 if TYPE_CHECKING:
     from xdptest.bpf import XdpProgram
     from xdptest.netns import Netns, VethPair
@@ -97,16 +100,61 @@ def _keep(config: pytest.Config) -> bool:
     return bool(config.getini("xdptest_keep") if value is None else value)
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    lines = [f"xdptest: kernel {platform.release()}, euid {os.geteuid()}"]
+def _kit_options_given(config: pytest.Config) -> bool:
+    """True when the command line or the ini file names an ``--xdptest-*`` option."""
+    return any(bool(config.getoption(dest) or config.getini(dest))
+               for dest in ("xdptest_kernel", "xdptest_keep", "xdptest_artifacts"))
+
+
+def _uses_the_kit(items: list[pytest.Item]) -> bool:
+    """True when a collected test asks for a fixture or marker of the kit."""
+    return any(not KIT_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+               or item.get_closest_marker("requires_feature") is not None for item in items)
+
+
+def _environment_lines() -> list[str]:
+    """libbpf and probed features: loads BPF programs and may run modprobe, so only for sessions
+    that use the kit."""
     try:
         from xdptest import features
         from xdptest._libbpf import libbpf_version
 
-        lines.append(f"xdptest: libbpf {libbpf_version()}; features: {features.summary()}")
+        return [f"xdptest: libbpf {libbpf_version()}; features: {features.summary()}"]
     except Exception as exc:  # the header must never break a session
-        lines.append(f"xdptest: native part unavailable ({exc})")
+        return [f"xdptest: native part unavailable ({exc})"]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Cheap for every session: the kernel release. The probed features follow once the session
+    turns out to use the kit (an ``--xdptest-*`` option here, a fixture or marker after collection)."""
+    lines = [f"xdptest: kernel {platform.release()}, euid {os.geteuid()}"]
+    if _kit_options_given(config):
+        config.stash[_probed_key] = True
+        lines += _environment_lines()
     return lines
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A session (or xdist worker) that uses the kit cleans up on SIGTERM and SIGHUP as on Ctrl-C."""
+    if _uses_the_kit(session.items) and _signals_key not in session.config.stash:
+        from xdptest import signals
+
+        session.config.stash[_signals_key] = signals.install()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(_signals_key, None)
+    if previous:
+        from xdptest import signals
+
+        signals.restore(previous)
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    if config.stash.get(_probed_key, False) or not _uses_the_kit(items):
+        return []
+    config.stash[_probed_key] = True
+    return _environment_lines()
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -151,6 +199,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 _failed_key = pytest.StashKey[bool]()
+_probed_key = pytest.StashKey[bool]()
+_signals_key = pytest.StashKey[dict[int, Any]]()
 _collector_key = pytest.StashKey[Any]()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -16,9 +18,43 @@ def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 
 def test_report_header_names_kernel_libbpf_and_features(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("def test_ok(): pass")
+    pytester.makepyfile("def test_ok(xdp_run): pass")
     result = _run(pytester)
     result.stdout.fnmatch_lines(["xdptest: kernel *", "xdptest: libbpf v*; features: af_xdp=yes need_wakeup=yes*"])
+
+
+def test_header_of_a_session_that_does_not_use_the_kit_probes_nothing(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_ok(): pass")
+    result = _run(pytester)
+    result.stdout.fnmatch_lines(["xdptest: kernel *"])
+    result.stdout.no_fnmatch_line("*features:*")
+    result.assert_outcomes(passed=1)
+
+
+def _traced_session(pytester: pytest.Pytester, *args: str) -> str:
+    """Run a pytest session under strace; the bpf() and execve() calls of all its processes."""
+    log = pytester.path / "strace.log"
+    subprocess.run(["strace", "-f", "-qq", "-e", "trace=bpf,execve", "-o", str(log),
+                    sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                   cwd=pytester.path, capture_output=True, text=True, timeout=120, check=True)
+    return log.read_text()
+
+
+def test_an_unrelated_session_loads_no_bpf_program_and_runs_no_modprobe(pytester: pytest.Pytester) -> None:
+    """Installing the plugin changes nothing for sessions that do not use it (syscalls counted)."""
+    pytester.makepyfile(test_unrelated="""
+        import pytest
+
+        @pytest.mark.parametrize("n", [1, 2])
+        def test_arithmetic(n):
+            assert n + n == 2 * n
+    """)
+    trace = _traced_session(pytester, "-v")
+    assert "BPF_PROG_LOAD" not in trace
+    assert "modprobe" not in trace
+    # The control: the same tracing sees the kit's probes as soon as a session uses a fixture.
+    pytester.makepyfile(test_unrelated="def test_uses_the_kit(xdp_run): pass")
+    assert "BPF_PROG_LOAD" in _traced_session(pytester)
 
 
 def test_requires_feature_skips_with_the_reason(pytester: pytest.Pytester) -> None:
