@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
 
 from xdptest import __version__
 from xdptest.errors import XdpTestError
+from xdptest.signals import Terminated, terminate_like_interrupt
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_COUNT = 1_000_000
@@ -138,12 +140,34 @@ def _progress_printer(stream: TextIO) -> Any:
     return show
 
 
+def _check_output(path: str | None, option: str) -> None:
+    """Refuse, before anything is sent, an output file that cannot be written."""
+    if path is None or path == "-":
+        return
+    existed = os.path.lexists(path)
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise _Usage(f"{option} {path}: cannot write it ({exc.strerror}); give a writable file") from None
+    if not existed:
+        os.unlink(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with terminate_like_interrupt():
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         options = _options(args)
         if args.rx_iface is None and args.iface is not None and args.write_pcap:
             raise _Usage("--write-pcap needs a receiver (--rx-iface)")
+        for path, option in ((args.json, "--json"), (args.write_pcap, "--write-pcap"),
+                             (args.write_tx_pcap, "--write-tx-pcap")):
+            _check_output(path, option)
         from xdptest.traffic import TrafficRun
 
         with _topology(args, options.queues) as (src, dst, where):
@@ -159,10 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     except (_Usage, XdpTestError) as exc:
         print(f"xdptest-gen: {exc}".splitlines()[0], file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("xdptest-gen: interrupted; everything it created was removed", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        why = str(exc) if isinstance(exc, Terminated) else "interrupted"
+        print(f"xdptest-gen: {why}; everything it created was removed", file=sys.stderr)
         return EXIT_FAILED
 
+    if run.interrupted:
+        print(f"xdptest-gen: {run.interrupted_by}; everything it created was removed", file=sys.stderr)
     if args.write_pcap:
         from xdptest.pcapfile import write_pcap
 

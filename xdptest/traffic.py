@@ -24,6 +24,7 @@ from xdptest.errors import ConfigError, NotSupportedError, XdpTestError
 from xdptest.options import TrafficOptions
 from xdptest.pcapfile import PcapngWriter
 from xdptest.report import LATENCY_KEYS, XDP_STAT_NAMES, TrafficReport
+from xdptest.signals import Terminated
 from xdptest.xsk import Umem, XskLoop, XskSocket
 
 if TYPE_CHECKING:
@@ -133,6 +134,7 @@ class TrafficRun:
         self._tx_elapsed = 0.0
         self._capture = capture
         self.interrupted = False
+        self.interrupted_by = ""
         self.notes: list[str] = []
         self._live: Any = None
         self.engine = self._choose_engine()
@@ -348,8 +350,9 @@ class TrafficRun:
                     break
                 if on_progress is not None:
                     on_progress(self.progress())
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             self.interrupted = True
+            self.interrupted_by = str(exc) if isinstance(exc, Terminated) else "interrupted by Ctrl-C"
             self._stop.set()
             self._senders_done.set()
             for t in self._threads:
@@ -429,7 +432,7 @@ class TrafficRun:
         if self._tx_pcap is not None:
             r.tx_pcap = str(self._tx_pcap.path)
         if self.interrupted:
-            r.notes.append("interrupted: the figures cover the run up to Ctrl-C")
+            r.notes.append(f"{self.interrupted_by}: the figures cover the run up to then")
         return r
 
     def _gap_errors(self) -> dict[str, int]:

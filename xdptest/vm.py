@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from xdptest.errors import ConfigError, XdpTestError
+from xdptest.signals import terminate_like_interrupt
 from xdptest.vm_boot import (
     EXIT_GUEST_DIED,
     EXIT_INTERRUPTED,
@@ -34,7 +34,6 @@ from xdptest.vm_boot import (
     GuestRun,
     boot,
     choose_accel,
-    install_sigterm_handler,
 )
 from xdptest.vm_kernels import KernelSpec, prepare
 
@@ -81,12 +80,8 @@ def run_in_guest(kernel: str, argv: Sequence[str], *, cwd: str | None = None, wr
     spec = KernelSpec.parse(kernel)
     if not argv:
         raise ConfigError("no command to run in the guest")
-    previous = install_sigterm_handler()  # SIGTERM stops downloads and the guest, and cleans up
-    try:
+    with terminate_like_interrupt():  # SIGTERM stops downloads and the guest, and cleans up
         return _run_in_guest(spec, argv, cwd, writable, timeout, env, refresh, memory_mb, cpus)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _run_in_guest(spec: KernelSpec, argv: Sequence[str], cwd: str | None, writable: Sequence[str],

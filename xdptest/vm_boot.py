@@ -24,7 +24,6 @@ import re
 import selectors
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,8 +31,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from xdptest.errors import XdpTestError
 from xdptest.vm_kernels import Kernel, cache_dir
@@ -386,18 +384,3 @@ def _probe_kvm(kernel: Kernel) -> bool:
             return boot(kernel, run, "kvm", out=sink, report=False) == 0
     except GuestError:
         return False
-
-
-def install_sigterm_handler() -> signal.Handlers | Callable[[int, FrameType | None], Any] | int | None:
-    """Turn SIGTERM into KeyboardInterrupt so the guest is stopped and temp dirs removed.
-
-    Returns the previous handler (for ``signal.signal``); None off the main thread, where only
-    Ctrl-C stops the guest.
-    """
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:
-        return None

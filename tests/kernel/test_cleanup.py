@@ -62,7 +62,10 @@ def test_failing_test_leaves_nothing(pytester: pytest.Pytester, tmp_path: Path,
     assert not _program_exists(prog_id)
 
 
-def test_ctrl_c_in_the_middle_of_a_test_leaves_nothing(pytester: pytest.Pytester, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_stop_signal_in_the_middle_of_a_test_leaves_nothing(pytester: pytest.Pytester, tmp_path: Path,
+                                                              signum: signal.Signals) -> None:
+    """Ctrl-C, and what timeout, CI cancellation and a closed terminal send, run every teardown."""
     names = tmp_path / "names.json"
     pytester.makepyfile(test_inner=INNER_TEST)
     env = dict(os.environ, XT_NAMES=str(names), XT_SLEEP="1")
@@ -73,11 +76,12 @@ def test_ctrl_c_in_the_middle_of_a_test_leaves_nothing(pytester: pytest.Pytester
     try:
         ns_a, ns_b, _, prog_id = _wait_for(names)
         assert {ns_a, ns_b} <= _existing_netns()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, _ = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert b"KeyboardInterrupt" in out
+    want = b"KeyboardInterrupt" if signum == signal.SIGINT else f"terminated by {signum.name}".encode()
+    assert want in out, out.decode(errors="replace")[-2000:]
     assert not {ns_a, ns_b} & _existing_netns()
     assert not _program_exists(prog_id)
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,3 +107,51 @@ def test_without_live_frames_live_exits_2_and_auto_falls_back(monkeypatch, capsy
     out = capsys.readouterr().out
     assert "engine: AF_XDP, chosen by auto because live frames are not available" in out
     assert "AF_XDP sockets" in out
+
+
+@pytest.mark.parametrize(("option", "path"), [("--json", "/no/such/dir/x.json"), ("--write-pcap", "/proc/x"),
+                                              ("--write-tx-pcap", "/no/such/dir/tx.pcapng")])
+def test_an_unwritable_output_stops_the_run_before_it_sends(option: str, path: str) -> None:
+    started = time.monotonic()
+    p = gen("--count", "5000000", option, path, timeout=30)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.count("\n") == 1 and f"{option} {path}: cannot write it" in p.stderr
+    assert "Traceback" not in p.stderr and p.stdout == ""
+    assert time.monotonic() - started < 10  # five million frames were never sent
+
+
+def test_an_unwritten_output_check_leaves_no_file(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    p = gen("--count", "100", "--json", str(out), "--iface", "xt-no-such-if")
+    assert p.returncode == 2
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_terminated_mid_run_removes_its_topology(tmp_path: Path, signum: signal.Signals) -> None:
+    """What timeout, CI cancellation and a closed terminal send cleans up like Ctrl-C."""
+    state = tmp_path / "state"
+    env = dict(os.environ, XDPTEST_STATE_DIR=str(state))
+    proc = subprocess.Popen([sys.executable, "-m", "xdptest.cli", "--duration", "60", "--rate", "2000"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    record = state / f"{proc.pid}.json"
+    names: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(names) < 2 and time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                names = json.loads(record.read_text())["netns"]
+            time.sleep(0.05)
+        assert len(names) == 2, "xdptest-gen never built its topology"
+        time.sleep(2)  # in the middle of traffic
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+        for name in names:  # the private state dir hides a leak from the kit's reaper
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+    assert proc.returncode == 1
+    assert f"terminated by {signum.name}; everything it created was removed" in err, err
+    assert not set(names) & set(os.listdir("/run/netns"))
+    assert not record.exists()
