@@ -153,8 +153,8 @@ static inline uint32_t xt_gen_frame(const struct xt_gen *g, const struct xt_gen_
 	for (i = 0; i < g->nvary; i++) {
 		const struct xt_vary *v = &g->vary[i];
 		uint64_t k = xt_vary_value(g, i, n);
-		uint8_t *p = dst + v->offset;
-		const uint8_t *old = t->data + v->offset;
+		uint8_t *p = dst + t->vary_off[i];
+		const uint8_t *old = t->data + t->vary_off[i];
 		uint8_t buf[16];
 		uint64_t lo_hi = v->lo_hi, lo = v->lo + k;
 		int j;

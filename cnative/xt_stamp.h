@@ -3,7 +3,7 @@
  * payload stamp (sender), stamp checks, sequence accounting and the latency
  * histogram (receiver). Read by cffi's cdef: declarations only.
  */
-#define XT_STAMP_ABI 1
+#define XT_STAMP_ABI 2
 
 #define XT_KIND_MAC 0
 #define XT_KIND_IPV4 1
@@ -18,8 +18,7 @@
 #define XT_SEQ_WINDOW_BITS 20
 
 struct xt_vary {
-	int kind;			/* XT_KIND_* */
-	int offset;			/* in the frame (-1 for size) */
+	int kind;			/* XT_KIND_* (its offset is the template's: vary_off) */
 	unsigned long long lo;		/* first value (IPv6: low 64 bits) */
 	unsigned long long lo_hi;	/* IPv6: high 64 bits of the first value */
 	unsigned long long count;	/* values in the range (0 means 2**64) */
@@ -36,6 +35,7 @@ struct xt_gen_tmpl {
 	int l4_proto;			/* 17, 6, 0 */
 	int l4_csum_off;		/* -1: no L4 checksum to keep */
 	unsigned int pad_sum;		/* xt_sum16 of the template after the stamp */
+	int vary_off[16];		/* where variation i lies in this template (-1 for size) */
 };
 
 struct xt_gen {

@@ -20,6 +20,7 @@ from xdptest.packets import (
     Template,
     Vary,
     _ones_sum,
+    resolve,
 )
 
 MAX_VARY = int(lib.XT_MAX_VARY)
@@ -32,7 +33,11 @@ def monotonic_ns() -> int:
 
 
 class GenSpec:
-    """A C ``struct xt_gen``: templates, variations and the stream id of one sender."""
+    """A C ``struct xt_gen``: templates, variations and the stream id of one sender.
+
+    ``varies`` are parsed variations (``packets.parse_vary``); each is bound to every template's
+    own offsets here, so templates with different header layouts vary the same fields.
+    """
 
     def __init__(self, templates: list[Template], varies: list[Vary], stream: int, seed: int = 0) -> None:
         if not templates:
@@ -62,6 +67,8 @@ class GenSpec:
             c.l4_csum_off = (t.l4_offset + 6 if t.l4_proto == IPPROTO_UDP
                              else t.l4_offset + 16 if t.l4_proto == IPPROTO_TCP else -1)
             c.pad_sum = _ones_sum(t.frame[t.stamp_offset + STAMP_SIZE:])
+            for j, v in enumerate(varies):  # each template has its own offsets (VLAN tags, IPv6...)
+                c.vary_off[j] = resolve(v, t).offset
         self.c = ffi.new("struct xt_gen *")
         self.c.tmpl = self._tmpl
         self.c.ntmpl = len(templates)
@@ -71,7 +78,6 @@ class GenSpec:
         for i, v in enumerate(varies):
             cv = self.c.vary[i]
             cv.kind = v.kind
-            cv.offset = v.offset
             cv.lo = v.lo & 0xFFFFFFFFFFFFFFFF
             cv.lo_hi = v.lo >> 64 if v.kind == KIND_IPV6 else 0
             cv.count = v.count & 0xFFFFFFFFFFFFFFFF

@@ -55,6 +55,7 @@ from xdptest.packets import (
     Template,
     Vary,
     _ones_sum,
+    resolve,
 )
 
 TMPL_MAX = 256  # XT_LIVE_TMPL_MAX: template bytes the program rewrites per frame
@@ -94,7 +95,7 @@ def _inv_words(frame: bytes, offset: int, length: int) -> int:
 
 
 def pack_config(template: Template, varies: Sequence[Vary], seed: int = 0, ts_every: int = 64) -> bytes:
-    """The program's ``config[0]`` for one template and its variations (resolved to it);
+    """The program's ``config[0]`` for one template and its variations (bound to its offsets here);
     ``ts_every`` frames share one clock reading (each kernel call starts a new one)."""
     frame = template.frame
     copy_len = min(len(frame), TMPL_MAX)
@@ -112,13 +113,14 @@ def pack_config(template: Template, varies: Sequence[Vary], seed: int = 0, ts_ev
     ip_acc = l4_acc = 0
     ip_used = False
     packed_varies = []
-    for v in varies:
+    for v in (resolve(v, template) for v in varies):
         if v.kind == KIND_SIZE:
             raise ConfigError("--vary size is not available with the live engine (live frames keep the "
                               "input frame's length): use the AF_XDP engine")
         width = {KIND_MAC: 6, KIND_IPV4: 4, KIND_IPV6: 16, KIND_U16: 2, KIND_U8: 2}[v.kind]
-        if not 0 <= v.offset <= copy_len - width:
-            raise ConfigError(f"--vary {v.field}: offset {v.offset} is not resolved to this template")
+        if v.offset > copy_len - width:
+            raise ConfigError(f"--vary {v.field}: the field lies beyond the first {TMPL_MAX} bytes the "
+                              "live engine rewrites: use the AF_XDP engine")
         csums = {KIND_MAC: 0, KIND_IPV4: CSUM_IP | CSUM_L4, KIND_IPV6: CSUM_L4, KIND_U16: CSUM_L4,
                  KIND_U8: CSUM_IP}[v.kind]
         if csums:
@@ -177,7 +179,7 @@ class LiveGenerator:
     """Send stamped frames from ``endpoint`` with in-kernel live frames.
 
     ``templates``: one :class:`~xdptest.packets.Template` (the live engine sends one frame shape);
-    ``varies``: variations resolved against it (``packets.resolve``; not ``size``).
+    ``varies``: parsed variations (``packets.parse_vary``; not ``size``), bound to its offsets here.
     ``threads``: how many CPUs send (default: every CPU this process may use), one pinned thread
     each; ``cpus`` picks them. ``batch_size``: frames per kernel batch (1-256).
     ``rate`` (frames/s, all threads together), ``count`` (exact total) and ``duration`` (seconds)

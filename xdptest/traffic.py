@@ -60,7 +60,9 @@ class Progress:
 
 def build_templates(options: TrafficOptions, src: Endpoint, dst: Endpoint | None
                     ) -> tuple[list[packets.Template], list[packets.Vary]]:
-    """Templates and resolved variations for a run (all checks happen here, before any socket)."""
+    """Templates and the parsed variations of a run (all checks happen here, before any socket):
+    every template must have every varied field; the generator binds each variation to each
+    template's own offsets."""
     varies = [packets.parse_vary(v) for v in options.vary]
     size_vary = [v for v in varies if v.kind == packets.KIND_SIZE]
     if len(size_vary) > 1:
@@ -76,8 +78,7 @@ def build_templates(options: TrafficOptions, src: Endpoint, dst: Endpoint | None
             src_ip=src.ipv4, dst_ip=peer.ipv4 if peer else None,
             src_ip6=src.ipv6, dst_ip6=peer.ipv6 if peer else None,
         )]
-    resolved = [packets.resolve(v, t) for v in varies for t in templates][: len(varies)]
-    for v in varies:  # every template must have every varied field
+    for v in varies:
         for t in templates:
             packets.resolve(v, t)
     biggest = max([t.size for t in templates] + [v.hi for v in size_vary])
@@ -86,7 +87,7 @@ def build_templates(options: TrafficOptions, src: Endpoint, dst: Endpoint | None
         raise ConfigError(f"frames of up to {biggest} bytes do not fit a {options.frame_size}-byte UMEM "
                           f"frame{f' with {options.headroom} bytes of headroom' if options.headroom else ''};"
                           " raise --frame-size or lower --size")
-    return templates, resolved
+    return templates, varies
 
 
 @dataclass

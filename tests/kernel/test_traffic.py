@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import Ether
+from scapy.layers.l2 import Dot1Q, Ether
 from scapy.utils import wrpcap
 
 from xdptest import ConfigError
@@ -83,6 +83,33 @@ def test_pcap_templates_are_replayed_in_turn(veth_pair, tmp_path: Path) -> None:
         assert run.report().received == 300
         ports = [Ether(f)[UDP].dport for f in run.captured()]
     assert ports[:6] == [7, 8, 9, 7, 8, 9]
+
+
+def test_every_variation_applies_to_every_template_at_its_own_offsets(veth_pair, tmp_path: Path) -> None:
+    """A capture mixing VLAN-tagged and untagged frames, two variations: each template gets both,
+    at the offsets of its own headers (the tag moves IP and UDP by four bytes)."""
+    pair = veth_pair()
+    capture = tmp_path / "mixed.pcap"
+    ends = Ether(src=pair.a.mac, dst=pair.b.mac)
+    l3 = IP(src=pair.a.ipv4, dst=pair.b.ipv4) / UDP(sport=5, dport=9) / (b"z" * 40)
+    wrpcap(str(capture), [ends / l3, ends / Dot1Q(vlan=7) / l3])
+    vary = ("udp.sport=1000-1999", "ip.src=10.9.0.0-10.9.3.255")
+    with TrafficRun(pair.a, pair.b, _opts(count=1000, pcap=str(capture), vary=vary, window=W),
+                    capture=1000) as run:
+        run.start()
+        run.wait()
+        report = run.report()
+        frames = run.captured()
+    assert (report.received, report.lost, report.corrupted) == (1000, 0, 0)
+    pkts = sorted((Ether(f) for f in frames), key=lambda p: p[UDP].sport)
+    assert [p[UDP].sport for p in pkts] == list(range(1000, 2000))
+    assert [Dot1Q in p for p in pkts[:4]] == [False, True, False, True]  # frame n uses template n % 2
+    for n, p in enumerate(pkts):
+        assert p[IP].src == f"10.9.{n // 256}.{n % 256}"
+        clone = p.copy()
+        del clone[IP].chksum, clone[UDP].chksum
+        rebuilt = Ether(bytes(clone))
+        assert (p[IP].chksum, p[UDP].chksum) == (rebuilt[IP].chksum, rebuilt[UDP].chksum)
 
 
 def test_two_queues_two_streams(veth_pair) -> None:
