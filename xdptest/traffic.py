@@ -345,12 +345,8 @@ class TrafficRun:
     def wait(self, on_progress: Callable[[Progress], None] | None = None, interval: float = 0.1) -> None:
         """Wait for the run to end; Ctrl-C stops it early (the report then says so)."""
         try:
-            while any(t.is_alive() for t in self._threads):
-                for t in self._threads:
-                    t.join(timeout=interval)
-                    break
-                if on_progress is not None:
-                    on_progress(self.progress())
+            wait_for_threads(self._threads, interval,
+                             None if on_progress is None else lambda: on_progress(self.progress()))
         except KeyboardInterrupt as exc:
             self.interrupted = True
             self.interrupted_by = str(exc) if isinstance(exc, Terminated) else "interrupted by Ctrl-C"
@@ -475,6 +471,19 @@ class TrafficRun:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def wait_for_threads(threads: list[threading.Thread], interval: float,
+                     on_tick: Callable[[], None] | None = None) -> None:
+    """Wait until every thread has ended, calling ``on_tick`` once per ``interval`` seconds at most
+    (joining a thread that is still alive, so threads that ended early cost no spinning)."""
+    while True:
+        alive = [t for t in threads if t.is_alive()]
+        if not alive:
+            return
+        alive[0].join(timeout=interval)
+        if on_tick is not None:
+            on_tick()
 
 
 def _add_stats(into: dict[str, int], stats: dict[str, int]) -> dict[str, int]:

@@ -12,16 +12,20 @@ completion rings count as one).
 
 from __future__ import annotations
 
+import atexit
+import collections
 import contextlib
 import ctypes
 import errno
 import fcntl
+import functools
 import socket
 import struct
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
@@ -78,6 +82,12 @@ class Umem:
 
     def __init__(self, frame_size: int = 4096, frames: int = 4096, headroom: int = 0,
                  unaligned: bool = False, hugepages: bool = False) -> None:
+        self.frame_size = frame_size
+        self.frames = frames
+        self.headroom = headroom
+        self.unaligned = unaligned
+        self.hugepages = hugepages
+        self._native: _libxsk.NativeUmem | None = None
         if not isinstance(frames, int) or not 1 <= frames <= 1 << 24:
             raise ConfigError(f"frames must be an integer from 1 to {1 << 24}, got {frames!r}")
         if not unaligned and frame_size not in ALIGNED_FRAME_SIZES:
@@ -97,29 +107,30 @@ class Umem:
                                     f"/proc/meminfo has HugePages_Free: {_hugepages_free()}; "
                                     "reserve some with `echo N > /proc/sys/vm/nr_hugepages`")
         flags = (_libxsk.UMEM_UNALIGNED if unaligned else 0) | (_libxsk.UMEM_HUGEPAGES if hugepages else 0)
-        self._native = _libxsk.NativeUmem(frame_size, frames, headroom, flags)
-        self.frame_size = frame_size
-        self.frames = frames
-        self.headroom = headroom
-        self.unaligned = unaligned
-        self.hugepages = hugepages
         self.size = frame_size * frames
-        self._users: set[XskSocket] = set()
+        self._users: weakref.WeakSet[XskSocket] = weakref.WeakSet()  # no cycle: sockets hold the Umem
+        self._open = 0  # sockets set up on it and not yet released (also ones dropped unclosed)
         self._closing = False
         self._lock = threading.Lock()  # set-up and teardown of its sockets (C state is shared)
+        self._native = _libxsk.NativeUmem(frame_size, frames, headroom, flags)
 
     @property
     def closed(self) -> bool:
-        return self._native.ptr is None
+        return self._native is None or self._native.ptr is None
 
     @property
     def sockets(self) -> int:
-        return len(self._users)
+        return self._open
+
+    def _n(self) -> _libxsk.NativeUmem:
+        if self._native is None:
+            raise ClosedError("this Umem was never set up")
+        return self._native
 
     @property
     def free_frames(self) -> int:
         """Frames in the allocator (not in any ring)."""
-        return self._native.info().free_frames
+        return self._n().info().free_frames
 
     @property
     def rx_offset(self) -> int:
@@ -128,25 +139,30 @@ class Umem:
 
     def write(self, offset: int, data: bytes) -> None:
         """Write raw bytes into the UMEM (for hand-made descriptors)."""
-        self._native.write(offset, bytes(data))
+        self._n().write(offset, bytes(data))
 
     def read(self, offset: int, length: int) -> bytes:
-        return self._native.read(offset, length)
+        return self._n().read(offset, length)
 
     def _attach(self, sock: XskSocket) -> None:
         if self.closed or self._closing:
             raise ClosedError("this Umem was closed")
         self._users.add(sock)
+        self._open += 1
 
-    def _detach(self, sock: XskSocket) -> None:
-        self._users.discard(sock)
-        if self._closing and not self._users:
+    def _close_socket(self, native: _libxsk.NativeXsk) -> None:
+        with self._lock:
+            native.close()
+
+    def _forget_socket(self) -> None:
+        self._open -= 1
+        if self._closing and self._open == 0 and self._native is not None:
             self._native.destroy()
 
     def close(self) -> None:
         """Free the memory now, or when its last socket closes. Safe to call twice."""
         self._closing = True
-        if not self._users:
+        if self._open == 0 and self._native is not None:
             self._native.destroy()
 
     def __enter__(self) -> Umem:
@@ -253,6 +269,51 @@ def _sysfs(endpoint: Endpoint, name: str, value: str | None = None) -> str:
     return done.stdout.strip()
 
 
+# --- releasing sockets, also those dropped without close() ---------------------------------
+
+def _leave_xskmap(program: XdpProgram, map_name: str, key: int) -> None:
+    if not program.closed:
+        with contextlib.suppress(MapError):
+            program.maps[map_name].delete(key)
+
+
+class _Release:
+    """The steps that undo one socket's set-up; runs them once, each even if one before failed."""
+
+    def __init__(self, steps: list[Callable[[], None]]) -> None:
+        self._steps = steps
+
+    def run(self) -> None:
+        steps, self._steps = self._steps, []
+        first: BaseException | None = None
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+
+
+_abandoned: collections.deque[_Release] = collections.deque()  # appended by finalizers only
+
+
+def release_abandoned() -> int:
+    """Release the sockets that were dropped without ``close()``; returns how many."""
+    released = 0
+    while True:
+        try:
+            release = _abandoned.popleft()
+        except IndexError:
+            return released
+        with contextlib.suppress(Exception):  # the interface may be gone with its namespace
+            release.run()
+        released += 1
+
+
+atexit.register(release_abandoned)
+
+
 # --- the socket --------------------------------------------------------------------------------
 
 def _check_ring(name: str, size: int, allow_zero: bool = False) -> None:
@@ -283,6 +344,9 @@ class XskSocket:
                  attach_mode: AttachMode = "native", xskmap: str | None = None,
                  xskmap_key: int | None = None, busy_poll_budget: int = 64,
                  fill_frames: int | None = None) -> None:
+        self.endpoint = endpoint
+        self.queue = queue
+        self._closed = True
         _check_ring("rx_size", rx_size, allow_zero=True)
         _check_ring("tx_size", tx_size, allow_zero=True)
         _check_ring("fill_size", fill_size)
@@ -299,19 +363,18 @@ class XskSocket:
                               "pair with more queues (VethPair(queues=N)) or pick a lower one")
         if busy_poll is not None and (not isinstance(busy_poll, int) or busy_poll < 0):
             raise ConfigError(f"busy_poll must be microseconds (an int >= 0) or None, got {busy_poll!r}")
-        self.endpoint = endpoint
-        self.queue = queue
         self.rx_size, self.tx_size = rx_size, tx_size
         self.need_wakeup = need_wakeup
         self.busy_poll = busy_poll or None
         self.fallback_reason: str | None = None
         self.bind_mode: Literal["copy", "zerocopy"] = "copy"
         self.program: XdpProgram | None = None
-        self._own_program = program is None
         self._xskmap_name: str | None = None
         self._xskmap_key = queue if xskmap_key is None else xskmap_key
         self._closed = True
         self._native: _libxsk.NativeXsk | None = None
+        self._acquired_program = False
+        release_abandoned()
         with contextlib.ExitStack() as undo:
             own_umem = umem is None
             self.umem = umem if umem is not None else Umem()
@@ -319,12 +382,12 @@ class XskSocket:
                 undo.callback(self.umem.close)
             shared = self.umem.sockets > 0
             self.umem._attach(self)
-            undo.callback(self.umem._detach, self)
+            undo.callback(self.umem._forget_socket)
             fd = self._new_fd()
             with self.umem._lock:
-                self._native = _libxsk.NativeXsk(self.umem._native, fd, endpoint.ifindex, queue,
+                self._native = _libxsk.NativeXsk(self.umem._n(), fd, endpoint.ifindex, queue,
                                                  rx_size, tx_size, fill_size, comp_size)
-                undo.callback(self._close_native)
+                undo.callback(self.umem._close_socket, self._native)
                 self._bind(mode, shared)
                 if rx_size:
                     self._native.populate_fill(-1 if fill_frames is None else fill_frames)
@@ -335,7 +398,11 @@ class XskSocket:
             if rx_size or program is not None:
                 # A TX-only socket needs no program: the interface's RX path stays untouched.
                 self._wire_program(program, xskmap, attach_mode, undo)
-            self._own_umem = own_umem
+            self._release = _Release(self._release_steps(own_umem))
+            # Dropped without close(): the finalizer only queues the release (no lock, no C call
+            # from inside the garbage collector); the next socket's set-up or close, or the
+            # interpreter's exit, carries it out.
+            self._finalizer = weakref.finalize(self, _abandoned.append, self._release)
             self._closed = False
             undo.pop_all()
 
@@ -436,6 +503,7 @@ class XskSocket:
                       undo: contextlib.ExitStack) -> None:
         if program is None:
             program = _interfaces.acquire_program(self.endpoint, attach_mode)
+            self._acquired_program = True
             undo.callback(_interfaces.release_program, self.endpoint)
             xskmap = "xsks_map"
         self.program = program
@@ -446,7 +514,7 @@ class XskSocket:
                               f"{xmap.name} ({xmap.max_entries} entries)")
         assert self._native is not None
         xmap.update(self._xskmap_key, self._native.fd)
-        undo.callback(self._unmap)
+        undo.callback(_leave_xskmap, program, self._xskmap_name, self._xskmap_key)
 
     @staticmethod
     def _find_xskmap(program: XdpProgram, name: str | None) -> str:
@@ -461,12 +529,21 @@ class XskSocket:
                               " name the one to use with xskmap=")
         return found[0]
 
-    def _unmap(self) -> None:
-        if self.program is None or self.program.closed or self._xskmap_name is None:
-            return
-        with contextlib.suppress(MapError):
-            xmap = self.program.maps[self._xskmap_name]
-            xmap.delete(self._xskmap_key)
+    def _release_steps(self, own_umem: bool) -> list[Callable[[], None]]:
+        """What close() undoes, as steps that hold no reference to the socket itself."""
+        assert self._native is not None
+        steps: list[Callable[[], None]] = []
+        if self.program is not None and self._xskmap_name is not None:
+            steps.append(functools.partial(_leave_xskmap, self.program, self._xskmap_name, self._xskmap_key))
+        if self._acquired_program:
+            steps.append(functools.partial(_interfaces.release_program, self.endpoint))
+        if self.busy_poll:
+            steps.append(functools.partial(_interfaces.release_busy_poll, self.endpoint))
+        steps.append(functools.partial(self.umem._close_socket, self._native))
+        steps.append(self.umem._forget_socket)
+        if own_umem:
+            steps.append(self.umem.close)
+        return steps
 
     # --- data path -----------------------------------------------------------------------------
 
@@ -580,28 +657,9 @@ class XskSocket:
         if self._closed:
             return
         self._closed = True
-        steps = [self._unmap]
-        if self._own_program:
-            steps.append(lambda: _interfaces.release_program(self.endpoint))
-        if self.busy_poll:
-            steps.append(lambda: _interfaces.release_busy_poll(self.endpoint))
-        steps.append(self._close_native)
-        steps.append(lambda: self.umem._detach(self))
-        if self._own_umem:
-            steps.append(self.umem.close)
-        first: BaseException | None = None
-        for step in steps:
-            try:
-                step()
-            except Exception as exc:
-                first = first or exc
-        if first is not None:
-            raise first
-
-    def _close_native(self) -> None:
-        if self._native is not None:
-            with self.umem._lock:
-                self._native.close()
+        self._finalizer.detach()
+        self._release.run()
+        release_abandoned()
 
     def __enter__(self) -> XskSocket:
         return self
@@ -609,11 +667,6 @@ class XskSocket:
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            with contextlib.suppress(Exception):
-                self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else self.bind_mode

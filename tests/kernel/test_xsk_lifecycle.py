@@ -14,7 +14,9 @@ from tests.kernel.xsk_helpers import (
     bpf_ids,
     frames,
     open_fds,
+    recv_n,
     ring_mappings,
+    send_all,
     transfer,
 )
 from xdptest.bpf import XdpProgram, attached_programs
@@ -170,3 +172,58 @@ def test_missing_ring() -> None:
             rx.send([b"x" * 64])
         assert rx.rings()["tx"].present is False
         assert rx.rings()["fill"].producer == 2048  # an RX-only socket fills every ring slot
+
+
+def test_a_dropped_socket_is_released_without_taking_locks_in_the_collector() -> None:
+    """A socket dropped without close() inside a reference cycle: the garbage collector may run
+    its finalizer while this thread holds the interface table's lock (as acquire_program does);
+    that must neither deadlock nor touch C state, and the next set-up releases the socket."""
+    import gc
+    import threading
+
+    from xdptest import xsk as xsk_module
+
+    with VethPair() as pair:
+        sock = XskSocket(pair.b)
+        sock.cycle = sock  # type: ignore[attr-defined]  # only the cyclic collector can free it
+        prog_id = sock.program.id  # type: ignore[union-attr]
+        del sock
+
+        def collect_under_the_lock() -> None:
+            with xsk_module._interfaces.lock:
+                gc.collect()
+
+        worker = threading.Thread(target=collect_under_the_lock, daemon=True)
+        worker.start()
+        worker.join(timeout=10)
+        assert not worker.is_alive(), "the finalizer took a lock the collecting thread held"
+        assert attached_programs(pair.b) != {}  # nothing released from inside the collector
+        with XskSocket(pair.b) as again:  # releases the dropped one first, then binds its queue
+            assert again.program is not None and again.program.id != prog_id
+        assert attached_programs(pair.b) == {}
+
+
+def test_closing_a_tx_only_socket_keeps_the_receivers_program() -> None:
+    with VethPair(queues=2) as pair, XskSocket(pair.b) as rx:
+        XskSocket(pair.b, queue=1, rx_size=0).close()  # attached nothing, so releases nothing
+        assert attached_programs(pair.b) != {}
+        with XskSocket(pair.a, rx_size=0) as tx:
+            sent = frames(pair.a, pair.b, 10)
+            send_all(tx, sent)
+            assert recv_n(rx, 10) == sent
+
+
+def _half_built(info: pytest.ExceptionInfo[ConfigError], cls: type) -> object:
+    return next(e.frame.f_locals["self"] for e in info.traceback
+                if isinstance(e.frame.f_locals.get("self"), cls))
+
+
+def test_repr_of_a_half_built_object_names_what_it_is() -> None:
+    """A constructor that refuses its arguments leaves an object that pytest's --showlocals and
+    debuggers print: its repr must work."""
+    with pytest.raises(ConfigError) as info:
+        Umem(frames=0)
+    assert repr(_half_built(info, Umem)).startswith("Umem(0 x 4096 B")
+    with VethPair() as pair, pytest.raises(ConfigError) as info:
+        XskSocket(pair.a, rx_size=3)
+    assert "queue=0, closed" in repr(_half_built(info, XskSocket))
