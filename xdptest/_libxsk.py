@@ -352,12 +352,12 @@ class NativeXsk:
             raise _err(ret, "sending")
         return int(ret)
 
-    def send_raw(self, descs: Sequence[tuple[int, int]], kick: bool = True) -> int:
-        """Put (addr, len) descriptors in the TX ring as they are, no checks (for tests)."""
+    def send_raw(self, descs: Sequence[tuple[int, int] | tuple[int, int, int]], kick: bool = True) -> int:
+        """Put (addr, len[, options]) descriptors in the TX ring as they are, no checks (for tests)."""
         arr = ffi.new("struct xt_desc[]", max(len(descs), 1))
-        for i, (addr, length) in enumerate(descs):
-            arr[i].addr = addr
-            arr[i].len = length
+        for i, desc in enumerate(descs):
+            arr[i].addr, arr[i].len = desc[0], desc[1]
+            arr[i].options = desc[2] if len(desc) > 2 else 0
         ret = lib.xt_xsk_send_raw(self._p(), arr, len(descs), int(kick))
         if ret < 0:
             raise _err(ret, "raw send")

@@ -12,6 +12,9 @@ from pathlib import Path
 
 from xdptest.errors import CompileError, ToolchainError
 
+# Where the built-in programs' objects live inside the package: not a name Python could import,
+# so setuptools ships it as plain package data.
+BUILTIN_OBJECTS = "bpf-objects"
 BPF_CFLAGS = ["-O2", "-g", "-target", "bpf", "-Wall", "-Wno-unused-value"]
 _CLANG_NAMES = ["clang", *(f"clang-{v}" for v in range(21, 13, -1))]
 

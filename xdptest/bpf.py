@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 from xdptest import _libbpf, caps
-from xdptest._toolchain import compile_bpf
+from xdptest._toolchain import BUILTIN_OBJECTS, compile_bpf
 from xdptest.errors import (
     AttachError,
     BpfObjectError,
@@ -81,7 +81,7 @@ def builtin_program_path(name: str) -> Path:
         raise ProgramNotFoundError(
             f"no built-in program {name!r}; built-ins are: {', '.join(BUILTIN_PROGRAMS)}"
         )
-    path = Path(__file__).resolve().parent / "bpf" / f"{name}.bpf.o"
+    path = Path(__file__).resolve().parent / BUILTIN_OBJECTS / f"{name}.bpf.o"
     if not path.exists():
         raise BpfObjectError(
             f"built-in program {name!r} is missing ({path}): the package was built without clang; "

@@ -18,14 +18,11 @@ from typing import Any, TextIO
 
 from xdptest import __version__
 from xdptest.errors import XdpTestError
+from xdptest.options import DEFAULT_WINDOW
 from xdptest.signals import Terminated, terminate_like_interrupt
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_COUNT = 1_000_000
-# Closed loop by default: the sender stays at most this many frames ahead of the verifying
-# receiver, so a receiver the scheduler sets aside for a few milliseconds (a busy CI machine)
-# costs rate, not frames. --window 0 runs open loop, where such a stall shows as loss.
-DEFAULT_WINDOW = 4096
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,7 +94,7 @@ def _options(args: argparse.Namespace) -> Any:
 
     timed = args.loop is not None or args.replay_timing  # the capture's length sets the count
     count = args.count if args.count is not None or args.duration is not None or timed else DEFAULT_COUNT
-    window = DEFAULT_WINDOW if args.window is None else args.window or None
+    window = DEFAULT_WINDOW if args.window is None else args.window
     return TrafficOptions(
         packet=args.packet, pcap=args.pcap, size=args.size, vary=tuple(args.vary), count=count,
         duration=args.duration, rate=args.rate, queues=args.queues, frame_size=args.frame_size,

@@ -8,6 +8,10 @@ from typing import Any, Literal
 from xdptest.errors import ConfigError, RingSizeError
 
 BindModeOption = Literal["auto", "copy", "zerocopy"]
+# Closed loop by default: the sender stays at most this many frames ahead of the verifying
+# receiver, so a receiver the scheduler sets aside for a few milliseconds (a busy CI machine)
+# costs rate, not frames. 0 runs open loop, where such a stall shows as loss.
+DEFAULT_WINDOW = 4096
 EngineOption = Literal["afxdp", "live", "auto"]
 
 
@@ -26,9 +30,9 @@ class TrafficOptions:
     count: int | None = None
     duration: float | None = None
     rate: float | None = None  # packets per second, None: as fast as possible
-    # Closed loop: the sender stays at most this many frames ahead of the receiver's count, so
-    # a receiver thread that the scheduler sets aside cannot lose frames (None: open loop).
-    window: int | None = None
+    # Closed loop: the sender stays at most this many frames ahead of the receiver's count
+    # (0, or None, runs open loop; see DEFAULT_WINDOW).
+    window: int = DEFAULT_WINDOW
     queues: int = 1
     frame_size: int = 4096
     frames: int = 4096
@@ -52,6 +56,8 @@ class TrafficOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.window is None:
+            object.__setattr__(self, "window", 0)  # None and 0 both mean open loop
         self.validate()
 
     def validate(self) -> None:
@@ -83,8 +89,9 @@ class TrafficOptions:
                 raise ConfigError(f"--loop must be at least 1, got {self.loop}")
             if self.count is not None:
                 raise ConfigError("--loop and --count exclude each other: --loop N sends the capture N times")
-        if self.window is not None and self.window < self.batch:
-            raise ConfigError(f"window {self.window} is smaller than a batch ({self.batch})")
+        if self.window and not self.batch <= self.window:
+            raise ConfigError(f"--window {self.window} is smaller than a batch ({self.batch}): use at "
+                              f"least {self.batch}, or 0 for open loop")
         if not 1 <= self.queues <= 64:
             raise ConfigError(f"--queues must be from 1 to 64, got {self.queues}")
         if not _power_of_two(self.ring_size):

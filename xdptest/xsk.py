@@ -588,9 +588,10 @@ class XskSocket:
             raise ConfigError(f"timeout must be >= 0 or None, got {timeout}")
         return int(timeout * 1000 + 0.999)
 
-    def send_raw(self, descs: Sequence[tuple[int, int]], kick: bool = True) -> int:
-        """Put ``(addr, len)`` descriptors in the TX ring unchecked, for tests of the kernel's
-        validation (frames are not taken from the allocator). Returns how many fit."""
+    def send_raw(self, descs: Sequence[tuple[int, int] | tuple[int, int, int]], kick: bool = True) -> int:
+        """Put ``(addr, len)`` or ``(addr, len, options)`` descriptors in the TX ring unchecked,
+        for tests of the kernel's validation (frames are not taken from the allocator; ``options``
+        goes to the descriptor as given, e.g. ``XDP_PKT_CONTD``). Returns how many fit."""
         return self._n("tx").send_raw(descs, kick)
 
     def _test_forge(self, ring: Literal["rx", "comp"], addr: int, length: int = 0) -> None:

@@ -180,3 +180,18 @@ def test_statistics_names() -> None:
                                         "tx_ring_empty_descs"}
         assert all(v == 0 for k, v in rx.statistics().items() if k != "tx_ring_empty_descs")
         assert seq_of(frames(pair.a, pair.b, 1, start=7)[0]) == (0, 7)
+
+
+def test_send_raw_keeps_each_descriptors_options() -> None:
+    """A descriptor's options reach the kernel: an option bit the kernel does not know makes the
+    descriptor invalid (counted, not sent); options 0 on either side of it send as usual."""
+    unknown_option = 1 << 31
+    with VethPair() as pair, XskSocket(pair.a, rx_size=0) as tx, XskSocket(pair.b) as rx:
+        data = frames(pair.a, pair.b, 3)
+        for i, f in enumerate(data):
+            tx.umem.write(i * 4096, f)
+        descs = [(0, len(data[0]), 0), (4096, len(data[1]), unknown_option), (8192, len(data[2]))]
+        assert tx.send_raw(descs) == 3
+        _drain_tx(tx)
+        assert recv_n(rx, 3, quiet=0.1) == [data[0], data[2]]
+        assert tx.statistics()["tx_invalid_descs"] == 1

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from xdptest.cli import DEFAULT_WINDOW, _options, _parser
+from xdptest.cli import _options, _parser
+from xdptest.errors import ConfigError
+from xdptest.options import DEFAULT_WINDOW, TrafficOptions
 
 
 def options(*argv: str):
@@ -15,11 +17,23 @@ def test_closed_loop_is_the_default() -> None:
     assert options().window == DEFAULT_WINDOW == 4096
 
 
-@pytest.mark.parametrize(("argv", "window"), [(("--window", "0"), None), (("--window", "512"), 512),
+@pytest.mark.parametrize(("argv", "window"), [(("--window", "0"), 0), (("--window", "512"), 512),
                                               (("--engine", "live"), DEFAULT_WINDOW),
                                               (("--engine", "auto"), DEFAULT_WINDOW)])
 def test_window_choices(argv: tuple[str, ...], window: int | None) -> None:
     assert options(*argv).window == window
+
+
+@pytest.mark.parametrize(("given", "window"), [({}, DEFAULT_WINDOW), ({"window": 0}, 0), ({"window": None}, 0),
+                                               ({"window": 512}, 512)])
+def test_the_python_api_reads_window_as_the_command_does(given: dict[str, int | None], window: int) -> None:
+    """run_traffic(window=0) is open loop, as --window 0 is; the default is closed loop in both."""
+    assert TrafficOptions.from_kwargs(count=1, **given).window == window
+
+
+def test_a_window_smaller_than_a_batch_is_refused_with_the_remedy() -> None:
+    with pytest.raises(ConfigError, match="use at least 64, or 0 for open loop"):
+        TrafficOptions(window=10)
 
 
 @pytest.mark.parametrize(("argv", "message"), [
