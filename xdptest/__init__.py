@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from xdptest._version import __version__
 
 _EXPORTS = {
     "Netns": "xdptest.netns",
@@ -22,7 +22,7 @@ _EXPORTS = {
     "Attachment": "xdptest.bpf",
     "builtin_program_path": "xdptest.bpf",
     "BUILTIN_PROGRAMS": "xdptest.bpf",
-    "Umem": "xdptest.xsk",
+    "Umem": "xdptest.umem",
     "XskSocket": "xdptest.xsk",
     "XskLoop": "xdptest.xsk",
     "RingState": "xdptest.xsk",

@@ -66,16 +66,7 @@ def assert_delivered(report: TrafficReport, *, allow_loss: float = 0.0, min_rece
     """Fail unless the run delivered what it sent: loss within ``allow_loss`` percent, nothing
     corrupted or duplicated, and (optionally) a floor on received frames and a latency ceiling."""
     __tracebackhide__ = True
-    problems: list[str] = []
-    if report.sent == 0:
-        problems.append("nothing was sent")
-    if report.loss_ratio * 100 > allow_loss:
-        problems.append(f"lost {report.lost} of {report.sent} ({100 * report.loss_ratio:.3f} %, "
-                        f"allowed {allow_loss} %)")
-    if report.corrupted:
-        problems.append(f"{report.corrupted} frame(s) arrived corrupted")
-    if report.duplicated:
-        problems.append(f"{report.duplicated} frame(s) arrived twice")
+    problems = report.delivery_problems(allow_loss)
     if min_received is not None and report.received < min_received:
         problems.append(f"received {report.received}, expected at least {min_received}")
     if max_latency_ns is not None and report.latency_ns["max"] > max_latency_ns:

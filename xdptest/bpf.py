@@ -40,6 +40,7 @@ from xdptest.errors import (
 )
 from xdptest.netns import iproute
 from xdptest.nsexec import run_in_netns
+from xdptest.teardown import run_all
 
 if TYPE_CHECKING:
     from scapy.packet import Packet
@@ -524,17 +525,9 @@ class XdpProgram:
         """Detach everywhere, then free the object. Safe to call twice."""
         if self._closed:
             return
-        errors: list[Exception] = []
-        for att in self.attachments:
-            try:
-                att.detach()
-            except Exception as exc:
-                errors.append(exc)
         self._closed = True
         _live_programs.discard(self)
-        self._native.close()
-        if errors:
-            raise errors[0]
+        run_all([*(att.detach for att in self.attachments), self._native.close])
 
     def __enter__(self) -> XdpProgram:
         return self

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from xdptest import caps, registry
 from xdptest.errors import ConfigError, InterfaceNotFoundError, NamespaceError, NetlinkError
 from xdptest.nsexec import netns_path, netns_socket, run_in_netns, set_gro
+from xdptest.teardown import run_all
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -488,14 +489,7 @@ class VethPair:
         self._closed = True
         if not self._owned or len(self._owned) < 2:
             self._delete_link(self.a.netns, self.a.ifname)
-        errors: list[BaseException] = []
-        for ns in self._owned:
-            try:
-                ns.close()
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        run_all(ns.close for ns in self._owned)
 
     def __enter__(self) -> VethPair:
         return self

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from xdptest.errors import ConfigError, RingSizeError
+from xdptest.limits import check_frame_size, check_headroom, max_frame_len
 
 BindModeOption = Literal["auto", "copy", "zerocopy"]
 # Closed loop by default: the sender stays at most this many frames ahead of the verifying
@@ -100,20 +101,14 @@ class TrafficOptions:
                                 f"{1 << self.ring_size.bit_length()})")
         if self.rx_ring_size is not None and not _power_of_two(self.rx_ring_size):
             raise RingSizeError(f"--rx-ring-size {self.rx_ring_size} is not a power of two")
-        if not self.unaligned and self.frame_size not in (2048, 4096):
-            raise ConfigError(f"--frame-size {self.frame_size}: aligned UMEM frames are 2048 or 4096 "
-                              "bytes; use --unaligned for other sizes")
-        if self.unaligned and not 128 <= self.frame_size <= 65536:
-            raise ConfigError(f"--frame-size {self.frame_size}: from 128 to 65536 in unaligned mode")
+        check_frame_size(self.frame_size, self.unaligned, "--frame-size")
         if self.frames < 2 * self.batch:
             raise ConfigError(f"--frames {self.frames}: a UMEM needs at least two batches of frames "
                               f"({2 * self.batch})")
         if not 1 <= self.batch <= self.ring_size:
             raise ConfigError(f"--batch must be from 1 to the ring size ({self.ring_size}), got {self.batch}")
-        if not 0 <= self.headroom <= self.frame_size - 256:
-            raise ConfigError(f"--headroom {self.headroom} leaves too little of a {self.frame_size}-byte "
-                              "frame (keep at least 256 bytes for the packet)")
-        if self.size is not None and self.size > self.frame_size - self.headroom:
+        check_headroom(self.headroom, self.frame_size, "--headroom")
+        if self.size is not None and self.size > max_frame_len(self.frame_size, self.headroom):
             raise ConfigError(f"--size {self.size} is longer than a UMEM frame ({self.frame_size} bytes"
                               f"{f' less {self.headroom} of headroom' if self.headroom else ''}); "
                               "raise --frame-size or lower --size")

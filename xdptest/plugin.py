@@ -248,15 +248,10 @@ class _Cleanup:
                 print(f"\nxdptest: kept the topology of {req.node.nodeid} (the next run of the kit "
                       "removes it); enter it with:\n" + "\n".join(lines))
             return
-        first: BaseException | None = None
-        while self._steps:
-            step = self._steps.pop()
-            try:
-                step()
-            except BaseException as exc:
-                first = first or exc
-        if first is not None:
-            raise first
+        from xdptest.teardown import run_all
+
+        steps, self._steps = self._steps[::-1], []  # undo in reverse order of creation
+        run_all(steps)
 
 
 @pytest.fixture

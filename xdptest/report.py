@@ -7,7 +7,7 @@ import platform
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from xdptest import __version__
+from xdptest._version import __version__
 
 XDP_STAT_NAMES = (
     "rx_dropped",
@@ -61,11 +61,26 @@ class TrafficReport:
     tx_pcap: str | None = None  # --write-tx-pcap: where every sent frame was recorded
     notes: list[str] = field(default_factory=list)
 
+    def delivery_problems(self, allow_loss: float = 0.0) -> list[str]:
+        """Why the run did not deliver what it sent (empty when it did): nothing sent, loss above
+        ``allow_loss`` percent, frames corrupted or duplicated. The one definition of "delivered"
+        (``delivered``, ``assert_delivered`` and ``xdptest-gen``'s exit status use it)."""
+        problems: list[str] = []
+        if self.sent == 0:
+            problems.append("nothing was sent")
+        if self.loss_ratio * 100 > allow_loss:
+            problems.append(f"lost {self.lost} of {self.sent} ({100 * self.loss_ratio:.3f} %, "
+                            f"allowed {allow_loss} %)")
+        if self.corrupted:
+            problems.append(f"{self.corrupted} frame(s) arrived corrupted")
+        if self.duplicated:
+            problems.append(f"{self.duplicated} frame(s) arrived twice")
+        return problems
+
     @property
     def delivered(self) -> bool:
         """Every frame sent arrived once, intact (duplicates and corruption count against it)."""
-        return self.sent > 0 and self.lost == 0 and self.corrupted == 0 and self.duplicated == 0 \
-            and self.received >= self.sent
+        return not self.delivery_problems()
 
     @property
     def loss_ratio(self) -> float:

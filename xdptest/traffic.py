@@ -18,9 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from xdptest import __version__, packets
+from xdptest import packets
 from xdptest._libgen import GenSpec, Verifier, percentiles
+from xdptest._version import __version__
 from xdptest.errors import ConfigError, NotSupportedError, XdpTestError
+from xdptest.limits import max_frame_len
 from xdptest.options import TrafficOptions
 from xdptest.pcapfile import PcapngWriter
 from xdptest.report import LATENCY_KEYS, XDP_STAT_NAMES, TrafficReport
@@ -82,7 +84,7 @@ def build_templates(options: TrafficOptions, src: Endpoint, dst: Endpoint | None
         for t in templates:
             packets.resolve(v, t)
     biggest = max([t.size for t in templates] + [v.hi for v in size_vary])
-    room = options.frame_size - options.headroom
+    room = max_frame_len(options.frame_size, options.headroom)
     if biggest > room:
         raise ConfigError(f"frames of up to {biggest} bytes do not fit a {options.frame_size}-byte UMEM "
                           f"frame{f' with {options.headroom} bytes of headroom' if options.headroom else ''};"

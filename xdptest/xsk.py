@@ -43,6 +43,8 @@ from xdptest.errors import (
     UmemError,
 )
 from xdptest.nsexec import netns_socket_fd
+from xdptest.teardown import run_all
+from xdptest.umem import Umem
 
 if TYPE_CHECKING:
     from xdptest.bpf import Attachment, XdpProgram
@@ -53,128 +55,8 @@ __all__ = ["RingState", "Umem", "XskLoop", "XskSocket"]
 Mode = Literal["auto", "copy", "zerocopy"]
 AttachMode = Literal["native", "generic"]
 BPF_MAP_TYPE_XSKMAP = 17
-XDP_PACKET_HEADROOM = 256
-# Largest headroom the kernel accepts is frame_size - 704 (6.18, measured: 256 of XDP headroom,
-# the rest for a minimal frame and the skb_shared_info tail the copy path needs).
-MIN_FRAME_ROOM = 704
-ALIGNED_FRAME_SIZES = (2048, 4096)
-PAGE_SIZE = 4096
 BIND_RETRY_S = 0.5  # a queue released by close() is free again after a few ms
 BUSY_POLL_SYSFS = {"napi_defer_hard_irqs": "2", "gro_flush_timeout": "200000"}
-
-
-def _hugepages_free() -> int:
-    with contextlib.suppress(OSError), open("/proc/meminfo") as meminfo:
-        for line in meminfo:
-            if line.startswith("HugePages_Free:"):
-                return int(line.split()[1])
-    return 0
-
-
-class Umem:
-    """Packet memory shared with the kernel: ``frames`` frames of ``frame_size`` bytes.
-
-    Aligned mode (default) takes frame sizes 2048 or 4096; ``unaligned=True`` takes any size from
-    2048 to 4096, frames may then straddle pages. ``headroom`` bytes are left free in front of each
-    received frame (after the kernel's own 256). ``hugepages=True`` backs it with 2 MB pages.
-    One Umem may serve several sockets (XDP_SHARED_UMEM): pass it to each.
-    """
-
-    def __init__(self, frame_size: int = 4096, frames: int = 4096, headroom: int = 0,
-                 unaligned: bool = False, hugepages: bool = False) -> None:
-        self.frame_size = frame_size
-        self.frames = frames
-        self.headroom = headroom
-        self.unaligned = unaligned
-        self.hugepages = hugepages
-        self._native: _libxsk.NativeUmem | None = None
-        if not isinstance(frames, int) or not 1 <= frames <= 1 << 24:
-            raise ConfigError(f"frames must be an integer from 1 to {1 << 24}, got {frames!r}")
-        if not unaligned and frame_size not in ALIGNED_FRAME_SIZES:
-            raise ConfigError(f"frame_size {frame_size!r}: aligned UMEMs take 2048 or 4096; pass "
-                              "unaligned=True for other sizes")
-        if unaligned and not (isinstance(frame_size, int) and 2048 <= frame_size <= PAGE_SIZE):
-            raise ConfigError(f"frame_size {frame_size!r}: unaligned UMEMs take 2048 to {PAGE_SIZE}")
-        limit = frame_size - MIN_FRAME_ROOM
-        if not isinstance(headroom, int) or not 0 <= headroom <= limit:
-            raise ConfigError(f"headroom {headroom!r} is too large for {frame_size}-byte frames: at "
-                              f"most {limit} (the kernel keeps {XDP_PACKET_HEADROOM} bytes of XDP "
-                              f"headroom and wants {MIN_FRAME_ROOM - XDP_PACKET_HEADROOM} more for the "
-                              "frame); use a smaller headroom or a larger frame_size")
-        need = -(-frame_size * frames // (2 << 20))
-        if hugepages and _hugepages_free() < need:
-            raise NotSupportedError("hugepage UMEM", f"it needs {need} free 2 MB hugepages, "
-                                    f"/proc/meminfo has HugePages_Free: {_hugepages_free()}; "
-                                    "reserve some with `echo N > /proc/sys/vm/nr_hugepages`")
-        flags = (_libxsk.UMEM_UNALIGNED if unaligned else 0) | (_libxsk.UMEM_HUGEPAGES if hugepages else 0)
-        self.size = frame_size * frames
-        self._users: weakref.WeakSet[XskSocket] = weakref.WeakSet()  # no cycle: sockets hold the Umem
-        self._open = 0  # sockets set up on it and not yet released (also ones dropped unclosed)
-        self._closing = False
-        self._lock = threading.Lock()  # set-up and teardown of its sockets (C state is shared)
-        self._native = _libxsk.NativeUmem(frame_size, frames, headroom, flags)
-
-    @property
-    def closed(self) -> bool:
-        return self._native is None or self._native.ptr is None
-
-    @property
-    def sockets(self) -> int:
-        return self._open
-
-    def _n(self) -> _libxsk.NativeUmem:
-        if self._native is None:
-            raise ClosedError("this Umem was never set up")
-        return self._native
-
-    @property
-    def free_frames(self) -> int:
-        """Frames in the allocator (not in any ring)."""
-        return self._n().info().free_frames
-
-    @property
-    def rx_offset(self) -> int:
-        """Where received data starts in a frame (copy mode): kernel headroom + our headroom."""
-        return XDP_PACKET_HEADROOM + self.headroom
-
-    def write(self, offset: int, data: bytes) -> None:
-        """Write raw bytes into the UMEM (for hand-made descriptors)."""
-        self._n().write(offset, bytes(data))
-
-    def read(self, offset: int, length: int) -> bytes:
-        return self._n().read(offset, length)
-
-    def _attach(self, sock: XskSocket) -> None:
-        if self.closed or self._closing:
-            raise ClosedError("this Umem was closed")
-        self._users.add(sock)
-        self._open += 1
-
-    def _close_socket(self, native: _libxsk.NativeXsk) -> None:
-        with self._lock:
-            native.close()
-
-    def _forget_socket(self) -> None:
-        self._open -= 1
-        if self._closing and self._open == 0 and self._native is not None:
-            self._native.destroy()
-
-    def close(self) -> None:
-        """Free the memory now, or when its last socket closes. Safe to call twice."""
-        self._closing = True
-        if self._open == 0 and self._native is not None:
-            self._native.destroy()
-
-    def __enter__(self) -> Umem:
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        kind = "unaligned" if self.unaligned else "aligned"
-        return f"Umem({self.frames} x {self.frame_size} B, {kind}, headroom={self.headroom})"
 
 
 # --- the built-in redirect program, one attachment per interface ----------------------------
@@ -285,14 +167,7 @@ class _Release:
 
     def run(self) -> None:
         steps, self._steps = self._steps, []
-        first: BaseException | None = None
-        for step in steps:
-            try:
-                step()
-            except Exception as exc:
-                first = first or exc
-        if first is not None:
-            raise first
+        run_all(steps)
 
 
 _abandoned: collections.deque[_Release] = collections.deque()  # appended by finalizers only

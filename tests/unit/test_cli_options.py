@@ -56,3 +56,17 @@ def test_bad_timing_options_exit_2_with_one_line(argv: tuple[str, ...], message:
 def test_replay_or_loop_take_the_count_from_the_capture() -> None:
     assert options("--pcap", "x.pcap", "--replay-timing").count is None
     assert options("--pcap", "x.pcap", "--loop", "3").loop == 3
+
+
+@pytest.mark.parametrize("kwargs", [{"frame_size": 1000, "unaligned": True}, {"frame_size": 3000},
+                                    {"headroom": 3500}, {"headroom": -1}])
+def test_options_refuse_what_a_umem_refuses_with_the_same_words(kwargs: dict[str, object]) -> None:
+    """One rule for frame and headroom limits: the command refuses before any socket exists what
+    the Umem would refuse later, in the same words."""
+    from xdptest.xsk import Umem
+
+    with pytest.raises(ConfigError) as by_options:
+        TrafficOptions(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as by_umem:
+        Umem(**kwargs)  # type: ignore[arg-type]
+    assert str(by_options.value).split(" ", 1)[1] == str(by_umem.value).split(" ", 1)[1]

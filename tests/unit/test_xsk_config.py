@@ -65,7 +65,7 @@ def test_bad_mode_and_attach_mode() -> None:
 
 @pytest.mark.parametrize("frame_size", [1024, 3000, 8192, 4095])
 def test_aligned_frame_size_must_be_2k_or_4k(frame_size: int) -> None:
-    with pytest.raises(ConfigError, match="aligned UMEMs take 2048 or 4096; pass unaligned=True"):
+    with pytest.raises(ConfigError, match="aligned UMEMs take 2048 or 4096; use unaligned mode"):
         Umem(frame_size=frame_size, frames=16)
 
 

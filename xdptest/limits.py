@@ -1,0 +1,44 @@
+"""The UMEM frame limits, defined once: what ``Umem``, ``TrafficOptions`` and the generator check.
+
+Measured on 6.18: the kernel keeps ``XDP_PACKET_HEADROOM`` bytes in front of every received frame
+and wants the rest of ``MIN_FRAME_ROOM`` for a minimal frame and the ``skb_shared_info`` tail of
+the copy path, so a UMEM headroom may be at most ``frame_size - MIN_FRAME_ROOM``. Aligned UMEMs take
+the two chunk sizes the kernel allows; unaligned ones any size up to a page.
+"""
+
+from __future__ import annotations
+
+from xdptest.errors import ConfigError
+
+XDP_PACKET_HEADROOM = 256
+MIN_FRAME_ROOM = 704
+ALIGNED_FRAME_SIZES = (2048, 4096)
+PAGE_SIZE = 4096
+MIN_UNALIGNED_FRAME = 2048
+
+
+def check_frame_size(frame_size: object, unaligned: bool, option: str = "frame_size") -> None:
+    """Refuse a UMEM frame size the kernel would not register, naming the sizes it takes."""
+    if not unaligned and frame_size not in ALIGNED_FRAME_SIZES:
+        raise ConfigError(f"{option} {frame_size!r}: aligned UMEMs take 2048 or 4096; use unaligned "
+                          f"mode for other sizes")
+    if unaligned and not (isinstance(frame_size, int) and MIN_UNALIGNED_FRAME <= frame_size <= PAGE_SIZE):
+        raise ConfigError(f"{option} {frame_size!r}: unaligned UMEMs take {MIN_UNALIGNED_FRAME} to {PAGE_SIZE}")
+
+
+def max_headroom(frame_size: int) -> int:
+    return frame_size - MIN_FRAME_ROOM
+
+
+def check_headroom(headroom: object, frame_size: int, option: str = "headroom") -> None:
+    limit = max_headroom(frame_size)
+    if not isinstance(headroom, int) or not 0 <= headroom <= limit:
+        raise ConfigError(f"{option} {headroom!r} is too large for {frame_size}-byte frames: at most {limit} "
+                          f"(the kernel keeps {XDP_PACKET_HEADROOM} bytes of XDP headroom and wants "
+                          f"{MIN_FRAME_ROOM - XDP_PACKET_HEADROOM} more for the frame); use a smaller "
+                          "headroom or a larger frame size")
+
+
+def max_frame_len(frame_size: int, headroom: int) -> int:
+    """The longest frame a sender may place in one UMEM frame."""
+    return frame_size - headroom
