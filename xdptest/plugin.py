@@ -78,7 +78,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     kernel = _kernel_option(config)
     if not kernel or os.environ.get("XDPTEST_IN_GUEST"):
         return None
-    from xdptest.vm import run_pytest_in_guest
+    from xdptest.plugin_guest import run_pytest_in_guest
 
     return run_pytest_in_guest(config, kernel)
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from xdptest.errors import ConfigError
-from xdptest.vm import guest_env, guest_pytest_args, main
-from xdptest.vm_boot import GuestRun, _cpio_entry, _module_paths, build_initramfs, guest_script
-from xdptest.vm_kernels import (
+from xdptest.plugin_guest import guest_pytest_args
+from xdptest.vm import guest_env, main
+from xdptest.vm.boot import GuestRun, _cpio_entry, _module_paths, build_initramfs, guest_script
+from xdptest.vm.kernels import (
     DebianKernelBuilder,
     Kernel,
     KernelSpec,
@@ -148,9 +149,9 @@ def test_no_archive_and_empty_cache_says_how_to_give_a_kernel_by_path(tmp_path: 
         pytest.skip("needs apt-get")
     monkeypatch.setenv("XDPTEST_CACHE", str(tmp_path / "cache"))
     # An archive nobody answers for: what a machine without access to the package registry sees.
-    monkeypatch.setattr("xdptest.vm_kernels.host_debian_entries", lambda: [("http://127.0.0.1:9/debian", None)])
-    monkeypatch.setattr("xdptest.vm_kernels.security_lines", lambda: [])
-    monkeypatch.setattr("xdptest.vm_kernels.missing_tools", lambda names=(): [])
+    monkeypatch.setattr("xdptest.vm.kernels.host_debian_entries", lambda: [("http://127.0.0.1:9/debian", None)])
+    monkeypatch.setattr("xdptest.vm.kernels.security_lines", lambda: [])
+    monkeypatch.setattr("xdptest.vm.kernels.missing_tools", lambda names=(): [])
     with pytest.raises(KernelUnavailableError) as err:
         prepare(KernelSpec.parse("debian-6.12"))
     text = str(err.value)

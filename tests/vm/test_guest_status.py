@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from xdptest.vm_boot import EXIT_GUEST_DIED, EXIT_TIMEOUT
-from xdptest.vm_kernels import KernelSpec, cached_kernel
+from xdptest.vm.boot import EXIT_GUEST_DIED, EXIT_TIMEOUT
+from xdptest.vm.kernels import KernelSpec, cached_kernel
 
 KERNEL = os.environ.get("XDPTEST_STATUS_KERNEL", "debian-6.12")
 

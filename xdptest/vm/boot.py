@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from xdptest.errors import XdpTestError
-from xdptest.vm_kernels import Kernel, cache_dir
+from xdptest.vm.kernels import Kernel, cache_dir
 
 EXIT_TIMEOUT = 124  # the guest did not finish within the timeout
 EXIT_GUEST_DIED = 125  # the guest stopped without reporting the command's status (panic, crash)

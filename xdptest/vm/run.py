@@ -1,8 +1,8 @@
-"""Run a command, or the whole pytest session, inside a guest booting a stock kernel.
+"""Run a command inside a guest booting a stock kernel (the pytest side: ``xdptest.plugin_guest``).
 
 ``xdptest-vm --kernel KERNEL [--timeout S] [--rw DIR] [--] COMMAND...`` and
 ``pytest --xdptest-kernel KERNEL ...`` boot KERNEL (``debian-6.1``, ``debian-6.12`` or the path of
-a kernel image, see :mod:`xdptest.vm_kernels`) under QEMU (see :mod:`xdptest.vm_boot`) with the
+a kernel image, see :mod:`xdptest.vm.kernels`) under QEMU (see :mod:`xdptest.vm.boot`) with the
 host's file system visible read-only, run the command as root in the same directory with the
 same virtualenv, stream its output, and exit with its status.
 
@@ -22,11 +22,11 @@ import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from xdptest.errors import ConfigError, XdpTestError
 from xdptest.signals import terminate_like_interrupt
-from xdptest.vm_boot import (
+from xdptest.vm.boot import (
     EXIT_GUEST_DIED,
     EXIT_INTERRUPTED,
     EXIT_TIMEOUT,
@@ -35,13 +35,10 @@ from xdptest.vm_boot import (
     boot,
     choose_accel,
 )
-from xdptest.vm_kernels import KernelSpec, prepare
+from xdptest.vm.kernels import KernelSpec, prepare
 
-if TYPE_CHECKING:
-    import pytest
-
-__all__ = ["EXIT_GUEST_DIED", "EXIT_INTERRUPTED", "EXIT_TIMEOUT", "guest_env", "guest_pytest_args", "main",
-           "run_in_guest", "run_pytest_in_guest"]
+__all__ = ["DEFAULT_TIMEOUT", "EXIT_GUEST_DIED", "EXIT_INTERRUPTED", "EXIT_TIMEOUT", "guest_env", "main",
+           "run_in_guest"]
 
 DEFAULT_TIMEOUT = 3600.0
 ENV_PREFIXES = ("LC_", "PYTHON", "PYTEST_", "XDPTEST_", "HYPOTHESIS_")
@@ -96,7 +93,7 @@ def _run_in_guest(spec: KernelSpec, argv: Sequence[str], cwd: str | None, writab
     for d in rw:
         os.makedirs(d, exist_ok=True)
     # The kit itself may live apart from cwd (an editable install in a checkout under /tmp).
-    kit = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    kit = str(Path(__file__).resolve().parents[2])  # the directory that holds the xdptest package
     ro = [p for p in dict.fromkeys((cwd, kit, sys.prefix, sys.base_prefix))
           if _hidden_in_guest(p) and not _under_any(p, rw)]
     ro = [p for p in ro if not _under_any(p, [q for q in ro if q != p])]  # a share covers what is below it
@@ -121,59 +118,6 @@ def _under_any(path: str, dirs: Sequence[str]) -> bool:
 def _stderr_line(text: str) -> None:
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
-
-
-# --- pytest -----------------------------------------------------------------------------------
-
-_VALUE_OPTIONS = {"--xdptest-kernel": True, "-n": False, "--numprocesses": False, "--dist": False,
-                  "--maxprocesses": False}
-
-
-def guest_pytest_args(args: Sequence[str], xdist: bool) -> list[str]:
-    """The host's pytest arguments for the guest: without ``--xdptest-kernel`` and xdist's ``-n``.
-
-    The guest runs the session in one process: under emulation each extra worker costs seconds of
-    start-up and the guest has two CPUs; with KVM one process is still quick for the kernel subset.
-    """
-    out: list[str] = []
-    skip_next = False
-    for arg in args:
-        if skip_next:
-            skip_next = False
-            continue
-        name, eq, _ = arg.partition("=")
-        if name in _VALUE_OPTIONS:
-            skip_next = not eq
-            continue
-        if arg.startswith("-n") and not arg.startswith("--") and arg[2:].isalnum():
-            continue  # -n2, -nauto
-        out.append(arg)
-    out += ["-p", "no:cacheprovider"]
-    if xdist:
-        out += ["-n", "0"]
-    return out
-
-
-def run_pytest_in_guest(config: pytest.Config, kernel: str) -> int:
-    """Re-run this pytest invocation inside a guest booting ``kernel``; return its exit status."""
-    import pytest
-
-    args = guest_pytest_args([str(a) for a in config.invocation_params.args],
-                             xdist=config.pluginmanager.hasplugin("xdist"))
-    cwd = str(config.invocation_params.dir)
-    writable: list[str] = []
-    xmlpath = getattr(config.option, "xmlpath", None)
-    if xmlpath:
-        writable.append(os.path.dirname(os.path.join(cwd, os.path.expanduser(str(xmlpath)))))
-    artifacts = config.getoption("xdptest_artifacts", None) or config.getini("xdptest_artifacts")
-    if artifacts:
-        writable.append(os.path.join(cwd, str(artifacts)))
-    timeout = float(os.environ.get("XDPTEST_VM_TIMEOUT", DEFAULT_TIMEOUT))
-    try:
-        return run_in_guest(kernel, [sys.executable, "-m", "pytest", *args], cwd=cwd, writable=writable,
-                            timeout=timeout, refresh=bool(os.environ.get("XDPTEST_VM_REFRESH")))
-    except (XdpTestError, OSError) as exc:
-        raise pytest.UsageError(f"--xdptest-kernel {kernel}: {exc}") from None
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -226,5 +170,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-if __name__ == "__main__":
-    sys.exit(main())
