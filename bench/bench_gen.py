@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_xsk import Row, dropping_pair, measure_rx_side, trafgen_row, udp_frame
+from procs import tool
 
 from xdptest.bpf import XdpProgram
 from xdptest.netns import VethPair
@@ -80,7 +81,11 @@ def scapy_pps(pair: VethPair, frame: bytes, duration: float) -> float:
             n += 1
         print(n / {duration})
     """)
-    out = pair.a.netns.run(sys.executable, "-c", code, timeout=duration + 60).stdout
+    argv = ["ip", "netns", "exec", pair.a.netns.name, sys.executable, "-c", code]
+    with tool(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        out, err = proc.communicate(timeout=duration + 60)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, argv, out, err)
     return float(out.strip().splitlines()[-1])
 
 
@@ -123,7 +128,7 @@ def main() -> int:
             with XdpProgram.load("drop") as drop:
                 drop.attach(pair.b, mode="native")
                 samples.setdefault("xdptest-gen TX (AF_XDP copy, stamped)", []).append(gen_tx_pps(pair, args.duration))
-                with dropping_pair() as fresh:  # trafgen slows later senders on its pair (see dropping_pair)
+                with dropping_pair() as fresh:  # a pair of its own for each tool (see dropping_pair)
                     row = trafgen_row(fresh, udp_frame(fresh.a, fresh.b, 1), args.duration)
                 if row.pps is None:
                     notes[row.name] = row.note

@@ -22,7 +22,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -30,6 +29,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+from procs import tool  # this directory
 
 from xdptest import _libxsk, packets
 from xdptest._libgen import GenSpec
@@ -101,10 +102,13 @@ def measure_rx_side(end: Endpoint, duration: float, action: Callable[[], None]) 
 
 @contextlib.contextmanager
 def dropping_pair(queues: int = 1) -> Iterator[VethPair]:
-    """A fresh pair whose far end drops every frame in native XDP. On this kernel, a veth that
-    AF_PACKET (trafgen) has sent through is slower for every sender afterwards (live frames 6.8
-    Mpps on a fresh pair, 3.7 after; AF_XDP copy TX 1.06 and 0.84), so a tool measured after
-    trafgen on a shared pair would measure the order of the rows."""
+    """A fresh pair whose far end drops every frame in native XDP. Each tool gets one, so that
+    nothing another row left on a pair can reach the row measured there. A slowdown once put down
+    to the kernel (a veth that AF_PACKET had sent through staying slower for every later sender)
+    was trafgen's forked worker, which outlived the SIGINT sent to its parent and went on sending
+    on the pair; tools now run through ``procs.tool``, which stops the whole process group and
+    checks that nothing is left. After that, a later sender on the pair trafgen used runs at
+    0.97-1.06x its rate on a fresh pair."""
     with VethPair(queues=queues) as pair, XdpProgram.load("drop") as drop:
         drop.attach(pair.b, mode="native")
         yield pair
@@ -142,7 +146,7 @@ def tx_rows(pair: VethPair, duration: float, rounds: int) -> list[Row]:
                                      ("TX  Python bursts (tx_burst, 64)", python_bursts),
                                      ("TX  C loop, stamped frames (run_tx, generator)", c_stamped)):
                     samples.setdefault(name, []).append(measure_rx_side(pair.b, duration, action))
-            with dropping_pair() as fresh:  # trafgen slows later senders on its pair (see dropping_pair)
+            with dropping_pair() as fresh:  # a pair of its own for each tool (see dropping_pair)
                 row = trafgen_row(fresh, udp_frame(fresh.a, fresh.b, 0), duration)
             if row.pps is not None:
                 samples.setdefault(row.name, []).append(row.pps)
@@ -160,21 +164,20 @@ def trafgen_row(pair: VethPair, frame: bytes, duration: float) -> Row:
         cfg.write("{ " + ", ".join(f"0x{b:02x}" for b in frame) + " }\n")
     argv = ["ip", "netns", "exec", pair.a.netns.name, "trafgen", "-o", pair.a.ifname, "-i",
             cfg.name, "-P1", "-q"]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    pps = None
     try:
-        time.sleep(0.5)
-        if proc.poll() is not None:
-            return Row(name, None, f"trafgen exited: {proc.stderr.read().strip()[:120]}")  # type: ignore[union-attr]
-        before, start = xdp_packets(pair.b), time.monotonic()
-        time.sleep(duration)
-        pps = (xdp_packets(pair.b) - before) / (time.monotonic() - start)
+        # A file, not a pipe, for stderr: reading a pipe would wait for every process holding it.
+        with tempfile.TemporaryFile("w+") as err:
+            with tool(argv, stdout=subprocess.DEVNULL, stderr=err) as proc:  # trafgen's worker goes with it
+                time.sleep(0.5)
+                if proc.poll() is None:
+                    before, start = xdp_packets(pair.b), time.monotonic()
+                    time.sleep(duration)
+                    pps = (xdp_packets(pair.b) - before) / (time.monotonic() - start)
+            if pps is None:
+                err.seek(0)
+                return Row(name, None, f"trafgen exited: {err.read().strip()[:120]}")
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         os.unlink(cfg.name)
     return Row(name, pps)
 
