@@ -26,7 +26,7 @@ import time
 from bench_xsk import FRAME, Row, dropping_pair, measure_rx_side, trafgen_row, udp_frame, xdp_packets  # this directory
 
 from xdptest import packets
-from xdptest._libgen import Verifier
+from xdptest._native.gen import Verifier
 from xdptest.live import LiveGenerator
 from xdptest.netns import Endpoint, VethPair
 from xdptest.xsk import Umem, XskLoop, XskSocket

@@ -32,8 +32,9 @@ from dataclasses import dataclass
 
 from procs import tool  # this directory
 
-from xdptest import _libxsk, packets
-from xdptest._libgen import GenSpec
+from xdptest import packets
+from xdptest._native import xsk as _libxsk
+from xdptest._native.gen import GenSpec
 from xdptest.bpf import XdpProgram
 from xdptest.netns import Endpoint, VethPair
 from xdptest.nsexec import run_in_netns

@@ -1,4 +1,4 @@
-"""cffi build script for ``xdptest._native``.
+"""cffi build script for ``xdptest._native._ffi`` (only the ``xdptest._native`` package imports it).
 
 Every ``cnative/xt_*.h`` header is a cffi declaration file (declarations only,
 read by ``cdef``) and every ``cnative/*.c`` file is compiled into the module.
@@ -55,9 +55,9 @@ def make_ffibuilder() -> FFI:
     includes = "\n".join(f'#include "{h.name}"' for h in _headers())
     libs = [flag[2:] for flag in _pkg_config("--libs") if flag.startswith("-l")] or ["bpf"]
     # setuptools wants sources relative to the project root, where the build runs.
-    sources = sorted(f"{HERE.name}/{p.name}" for p in HERE.glob("*.c") if p.name != "_native.c")
+    sources = sorted(f"{HERE.name}/{p.name}" for p in HERE.glob("*.c") if p.name != "_ffi.c")
     ffibuilder.set_source(
-        "xdptest._native",
+        "xdptest._native._ffi",
         includes,
         sources=sources,
         include_dirs=[HERE.name],

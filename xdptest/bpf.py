@@ -23,7 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-from xdptest import _libbpf, caps
+from xdptest import caps
+from xdptest._native import bpf as _libbpf
 from xdptest._toolchain import BUILTIN_OBJECTS, compile_bpf
 from xdptest.errors import (
     AttachError,

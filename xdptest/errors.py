@@ -100,6 +100,10 @@ class ClosedError(XdpTestError, ValueError):
     """An object was used after ``close()``."""
 
 
+class NativeError(XdpTestError, OSError):
+    """A C call failed with an errno that the caller did not expect (should not happen)."""
+
+
 class RingSizeError(ConfigError):
     """A ring size that the kernel will not accept (sizes are powers of two)."""
 

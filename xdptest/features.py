@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 SOL_XDP = 283
 XDP_MMAP_OFFSETS = 1
-AF_XDP = 44
 SO_PREFER_BUSY_POLL = 69
 MAP_HUGETLB = 0x40000
 BPF_F_TEST_XDP_LIVE_FRAMES = 2
@@ -48,6 +47,8 @@ class FeatureStatus:
 
 
 def _probe_need_wakeup() -> str | None:
+    from xdptest._native.xsk import AF_XDP
+
     try:
         sock = socket.socket(AF_XDP, socket.SOCK_RAW, 0)
     except OSError as exc:
@@ -62,6 +63,8 @@ def _probe_need_wakeup() -> str | None:
 
 
 def _probe_af_xdp() -> str | None:
+    from xdptest._native.xsk import AF_XDP
+
     try:
         socket.socket(AF_XDP, socket.SOCK_RAW, 0).close()
     except OSError as exc:
@@ -83,7 +86,7 @@ def _probe_live_frames() -> str | None:
 
     # XDP_DROP: the probe frame goes nowhere.
     with XdpProgram.load("drop") as prog:
-        from xdptest import _libbpf
+        from xdptest._native import bpf as _libbpf
 
         try:
             _libbpf.prog_test_run(prog.fd, bytes(64), 1, None, None, 64, flags=BPF_F_TEST_XDP_LIVE_FRAMES)

@@ -54,7 +54,7 @@ def find(include_live: bool = False) -> Leftovers:
         )
     from pyroute2 import IPRoute
 
-    from xdptest._libbpf import prog_info_by_id
+    from xdptest._native.bpf import prog_info_by_id
     from xdptest.bpf import _Iface as Iface
     from xdptest.bpf import _xdp_state
 

@@ -30,7 +30,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from xdptest import _libbpf, _libxsk, features
+from xdptest import features
+from xdptest._native import bpf as _libbpf
+from xdptest._native import xsk as _libxsk
+from xdptest._native.gen import MAX_STREAMS
 from xdptest.bpf import XdpProgram, attached_programs, builtin_program_path
 from xdptest.errors import (
     BpfObjectError,
@@ -60,7 +63,6 @@ from xdptest.packets import (
 
 TMPL_MAX = 256  # XT_LIVE_TMPL_MAX: template bytes the program rewrites per frame
 MAX_VARY = 16
-MAX_STREAMS = 256  # the verifier's XT_MAX_STREAMS
 MAX_BATCH = 256  # the kernel's limit for batch_size in live-frames mode
 WINDOW_WAIT_S = 0.1  # closed loop: send anyway after this long without the receiver moving
 WINDOW_POLL_S = 50e-6  # closed loop: how often a full window looks at the receiver again

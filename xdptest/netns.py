@@ -109,7 +109,8 @@ class Netns:
 
         ``close()`` leaves it alone. Its ``name`` is "" for this process's own namespace.
         """
-        if name and not os.path.exists(netns_path(name)):
+        # A namespace is a file there; "." and ".." exist too, but as directories.
+        if name and not os.path.isfile(netns_path(name)):
             raise NamespaceError(errno.ENOENT, f"network namespace {name!r} does not exist (see `ip netns list`)")
         ns = cls.__new__(cls)
         ns.name = name or ""

@@ -117,7 +117,7 @@ def _environment_lines() -> list[str]:
     that use the kit."""
     try:
         from xdptest import features
-        from xdptest._libbpf import libbpf_version
+        from xdptest._native.bpf import libbpf_version
 
         return [f"xdptest: libbpf {libbpf_version()}; features: {features.summary()}"]
     except Exception as exc:  # the header must never break a session

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from xdptest import packets
-from xdptest._libgen import GenSpec, Verifier, percentiles
+from xdptest._native.gen import GenSpec, Verifier, percentiles
 from xdptest._version import __version__
 from xdptest.errors import ConfigError, NotSupportedError, XdpTestError
 from xdptest.limits import max_frame_len
@@ -264,12 +264,12 @@ class TrafficRun:
                 queue.tx.run_tx(queue.tx_loop)
                 if self._tx_pcap is not None:
                     self._tx_pcap.write_blocks(queue.tx_loop.take_pcapng_blocks())
-                if queue.tx_loop.cfg.count and queue.tx_loop.st.frames >= queue.tx_loop.cfg.count:
+                if queue.tx_loop.done:
                     break
             # let the completion ring settle: every sent frame has left the UMEM
             for _ in range(20):
                 queue.tx.complete()
-                if queue.tx.counters()["completed"] >= queue.tx_loop.st.frames:
+                if queue.tx.counters()["completed"] >= queue.tx_loop.frames:
                     break
                 time.sleep(0.002)
         except BaseException as exc:
@@ -283,10 +283,10 @@ class TrafficRun:
         try:
             idle_since: float | None = None
             while True:
-                before = int(loop.st.frames)
+                before = loop.frames
                 loop.set_limits(duration=SLICE_S)
                 queue.rx.run_rx(loop)
-                got = int(loop.st.frames) > before
+                got = loop.frames > before
                 if self._stop.is_set() and not self._senders_done.is_set():
                     break
                 if self._senders_done.is_set():
@@ -305,10 +305,10 @@ class TrafficRun:
     def _sent_total(self) -> int:
         if self._live is not None:
             return int(self._live.stats().sent)
-        return sum(int(q.tx_loop.st.frames) for q in self._queues if q.tx_loop is not None)
+        return sum(q.tx_loop.frames for q in self._queues if q.tx_loop is not None)
 
     def _received_total(self) -> int:
-        return sum(int(q.rx_loop.st.frames) for q in self._queues if q.rx_loop is not None)
+        return sum(q.rx_loop.frames for q in self._queues if q.rx_loop is not None)
 
     def _send_live(self) -> None:
         try:
@@ -380,7 +380,7 @@ class TrafficRun:
         """Frames sent per stream id."""
         if self._live is not None:
             return dict(self._live.stats().per_stream)
-        return {q.index: int(q.tx_loop.st.frames) for q in self._queues if q.tx_loop is not None}
+        return {q.index: q.tx_loop.frames for q in self._queues if q.tx_loop is not None}
 
     def report(self) -> TrafficReport:
         o = self.options
@@ -403,10 +403,10 @@ class TrafficRun:
                 if s is not None:
                     _add_stats(stats, s.statistics())
             if q.tx_loop is not None:
-                entry["sent"] = int(q.tx_loop.st.frames)
-                entry["sent_bytes"] = int(q.tx_loop.st.bytes)
+                entry["sent"] = q.tx_loop.frames
+                entry["sent_bytes"] = q.tx_loop.nbytes
             if q.rx_loop is not None and q.verifier is not None:
-                entry["received"] = int(q.rx_loop.st.frames)
+                entry["received"] = q.rx_loop.frames
                 total.merge(q.verifier)
             entry["xdp_stats"] = stats
             _add_stats(r.xdp_stats, stats)
@@ -415,7 +415,7 @@ class TrafficRun:
             loop_s = self._live.stats().elapsed_s
             sent_bytes = r.sent * self.templates[0].size  # one template, never a varied size
         else:
-            loop_s = max(int(q.tx_loop.st.elapsed_ns) for q in self._queues if q.tx_loop is not None) / 1e9
+            loop_s = max(q.tx_loop.elapsed_ns for q in self._queues if q.tx_loop is not None) / 1e9
             sent_bytes = sum(e["sent_bytes"] for e in r.per_queue)
         # The senders' own loop time: thread start-up and the final completion wait excluded.
         r.duration_s = round(loop_s or self._tx_elapsed or (time.monotonic() - self._started), 6)
@@ -437,7 +437,7 @@ class TrafficRun:
     def _gap_errors(self) -> dict[str, int]:
         loop = self._queues[0].tx_loop
         assert loop is not None
-        samples, worst = int(loop.st.gap_samples), int(loop.st.gap_err_max_ns)
+        samples, worst = loop.gap_samples, loop.gap_err_max_ns
         values = percentiles(loop.gap_histogram(), QUANTILES, 0, worst) if samples else [0] * len(QUANTILES)
         return {**dict(zip(LATENCY_KEYS[1:-1], values, strict=True)), "max": worst, "samples": samples}
 

@@ -8,7 +8,7 @@ import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from xdptest import _libxsk
+from xdptest._native import xsk as _libxsk
 from xdptest.errors import ClosedError, ConfigError, NotSupportedError
 from xdptest.limits import XDP_PACKET_HEADROOM, check_frame_size, check_headroom
 

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
-from xdptest import _libxsk
-from xdptest._libxsk import RingState, XskLoop
+from xdptest._native import xsk as _libxsk
+from xdptest._native.bpf import BPF_MAP_TYPE_XSKMAP
+from xdptest._native.xsk import RingState, XskLoop
 from xdptest.errors import (
     BindError,
     ClosedError,
@@ -54,7 +55,6 @@ __all__ = ["RingState", "Umem", "XskLoop", "XskSocket"]
 
 Mode = Literal["auto", "copy", "zerocopy"]
 AttachMode = Literal["native", "generic"]
-BPF_MAP_TYPE_XSKMAP = 17
 BIND_RETRY_S = 0.5  # a queue released by close() is free again after a few ms
 BUSY_POLL_SYSFS = {"napi_defer_hard_irqs": "2", "gro_flush_timeout": "200000"}
 

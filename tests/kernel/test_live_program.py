@@ -11,8 +11,8 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from xdptest import packets
-from xdptest._libbpf import possible_cpus
-from xdptest._libgen import GenSpec
+from xdptest._native.bpf import possible_cpus
+from xdptest._native.gen import GenSpec
 from xdptest.bpf import XdpAction, XdpProgram
 from xdptest.errors import ConfigError
 from xdptest.live import _CPU, pack_config, program_path

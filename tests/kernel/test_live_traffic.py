@@ -15,7 +15,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from xdptest import packets
-from xdptest._libgen import Verifier
+from xdptest._native.gen import Verifier
 from xdptest.errors import ConfigError, NotSupportedError
 from xdptest.features import FeatureStatus
 from xdptest.live import LiveGenerator

@@ -22,7 +22,7 @@ from xdptest import (
     XdpProgram,
     builtin_program_path,
 )
-from xdptest._libbpf import possible_cpus
+from xdptest._native.bpf import possible_cpus
 from xdptest.builtin import action_counts, set_count_action, single_counter
 
 FRAME = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="198.18.0.1", dst="198.18.0.2")

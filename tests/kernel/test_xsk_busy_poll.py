@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from tests.kernel.xsk_helpers import frames, transfer
-from xdptest import _libxsk
+from xdptest._native import xsk as _libxsk
 from xdptest.bpf import attached_programs
 from xdptest.errors import NotSupportedError
 from xdptest.netns import Endpoint, VethPair

@@ -86,7 +86,7 @@ def test_stamp_generator_and_verifier_in_the_loops() -> None:
     """The loops drive the stamp engine in C: the TX loop builds stamped frames straight into
     the UMEM, the RX loop feeds each one to the verifier: no loss, no corruption, in order."""
     from xdptest import packets
-    from xdptest._libgen import GenSpec, Verifier
+    from xdptest._native.gen import GenSpec, Verifier
 
     with VethPair() as pair, XskSocket(pair.a) as tx, XskSocket(pair.b) as rx:
         expr = (f"Ether(src='{pair.a.mac}', dst='{pair.b.mac}')/IP(src='{pair.a.ipv4}', "
@@ -114,7 +114,7 @@ def test_stamp_generator_and_verifier_in_the_loops() -> None:
 
 def test_generator_frames_must_fit_the_umem() -> None:
     from xdptest import packets
-    from xdptest._libgen import GenSpec
+    from xdptest._native.gen import GenSpec
     from xdptest.errors import ConfigError
     from xdptest.xsk import Umem
 

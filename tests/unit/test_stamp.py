@@ -8,7 +8,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
 from xdptest import packets
-from xdptest._libgen import GenSpec, Verifier, percentiles
+from xdptest._native.gen import GenSpec, Verifier, percentiles
 
 ETH = "Ether(src='02:00:00:00:00:01', dst='02:00:00:00:00:02')"
 

@@ -114,8 +114,8 @@ def test_loop_config() -> None:
         XskLoop([b"x" * 64], batch=0)
     loop = XskLoop([b"a" * 60, b"b" * 64], batch=16, count=10, duration=0.5)
     assert loop.stats()["frames"] == 0
-    assert loop.cfg.tmpl_stride == 64
-    assert loop.cfg.ntmpl == 2
+    assert loop.templates == [b"a" * 60, b"b" * 64]
+    assert (loop.count, loop.frames, loop.done) == (10, 0, False)
     assert loop.copied_frames() == []
 
 

@@ -1,8 +1,8 @@
-"""The thin typed layer over libbpf (through the cffi module ``xdptest._native``).
+"""The thin typed layer over libbpf.
 
-Only this module and its AF_XDP sibling touch ``ffi``/``lib``: they turn C pointers into small
-Python objects, bytes and ints, and negative errno values into ``OSError`` carrying the code (the
-public layer in :mod:`xdptest.bpf` turns those into the kit's typed errors).
+It turns C pointers into small Python objects, bytes and ints, and negative errno values into
+``OSError`` carrying the code (the public layer in :mod:`xdptest.bpf` turns those into the kit's
+typed errors).
 """
 
 from __future__ import annotations
@@ -11,39 +11,25 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from xdptest.errors import ToolchainError
-
-try:
-    from xdptest._native import ffi, lib
-except ImportError as exc:  # pragma: no cover - only on a broken install
-    raise ToolchainError(
-        f"the compiled part of xdptest is missing ({exc}); reinstall with `pip install .` "
-        "after `apt-get install clang libbpf-dev`"
-    ) from exc
-
-EXPECTED_ABI = 1
-if lib.xt_native_abi() != EXPECTED_ABI:  # pragma: no cover - stale build
-    raise ToolchainError(
-        f"xdptest._native is a stale build (ABI {lib.xt_native_abi()}, expected {EXPECTED_ABI}): "
-        "rebuild it with `pip install .`"
-    )
+from xdptest._native import check as _check
+from xdptest._native import ffi, lib
 
 BPF_PROG_TYPE_XDP = 6
+BPF_MAP_TYPE_XSKMAP = 17
 PERCPU_MAP_TYPES = frozenset({5, 6, 10, 21})  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
 MAP_TYPE_NAMES = {
     1: "hash", 2: "array", 3: "prog_array", 4: "perf_event_array", 5: "percpu_hash",
     6: "percpu_array", 9: "lru_hash", 10: "lru_percpu_hash", 11: "lpm_trie", 12: "array_of_maps",
-    13: "hash_of_maps", 14: "devmap", 15: "sockmap", 16: "cpumap", 17: "xskmap", 18: "sockhash",
+    13: "hash_of_maps", 14: "devmap", 15: "sockmap", 16: "cpumap", BPF_MAP_TYPE_XSKMAP: "xskmap", 18: "sockhash",
     22: "queue", 23: "stack", 25: "devmap_hash", 27: "ringbuf",
 }
 LOG_SIZE = 4 * 1024 * 1024
 
 
 def check(ret: int, what: str) -> int:
-    """Raise OSError(-ret) for a negative return, else return ``ret``."""
-    if ret < 0:
-        raise OSError(-ret, f"{what}: {os.strerror(-ret)}")
-    return ret
+    """``ret`` when not negative; otherwise a plain ``OSError`` with the code (the public layer
+    in :mod:`xdptest.bpf` turns it into the kit's typed errors)."""
+    return _check(ret, what, OSError)
 
 
 def libbpf_version() -> str:

@@ -1,7 +1,6 @@
-"""The thin typed layer over the AF_XDP part of ``xdptest._native`` (cnative/xsk.c, txrx.c).
+"""The thin typed layer over the AF_XDP part of the compiled module (cnative/xsk.c, txrx.c).
 
-This is the only module besides ``_libbpf`` that touches ``ffi``/``lib`` for AF_XDP: it turns
-negative errno returns into typed exceptions and cffi objects into ``bytes``, ``int`` and small
+It turns negative errno returns into typed exceptions and cffi objects into ``bytes``, ``int`` and small
 dataclasses. Every call into C releases the GIL (cffi API mode), so a blocking ``recv`` or a long
 loop does not stall other Python threads. The policy (which errors mean what for the user) lives
 in :mod:`xdptest.xsk`.
@@ -16,11 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from xdptest._libgen import HIST_BUCKETS
-from xdptest._native import ffi, lib
-from xdptest.errors import ClosedError, ConfigError, UmemError, XdpTestError
+from xdptest._native import errno_error, ffi, lib
+from xdptest._native.gen import HIST_BUCKETS
+from xdptest.errors import ClosedError, ConfigError, UmemError
 
-EXPECTED_ABI = 2
 AF_XDP = 44
 
 UMEM_UNALIGNED = int(lib.XT_UMEM_UNALIGNED)
@@ -38,20 +36,7 @@ COUNTER_NAMES = ("tx_frames", "tx_bytes", "tx_kicks", "tx_kick_errors", "complet
 LOOP_STAT_NAMES = ("frames", "bytes", "verified", "mismatched", "resyncs", "bad_descs", "out_used",
                    "out_frames", "elapsed_ns", "next_tmpl", "gap_samples", "gap_err_max_ns", "gap_err_sum_ns")
 
-if lib.xt_xsk_abi() != EXPECTED_ABI:  # pragma: no cover - a stale build
-    raise ImportError(
-        f"xdptest._native has AF_XDP ABI {lib.xt_xsk_abi()}, this code expects {EXPECTED_ABI}: "
-        "rebuild it with `pip install -e .`"
-    )
-
-
-class NativeError(XdpTestError, OSError):
-    """A C call failed with an errno that the caller did not expect (should not happen)."""
-
-
-def _err(ret: int, what: str, cls: type[OSError] = NativeError) -> OSError:
-    code = -ret
-    return cls(code, f"{what}: {os.strerror(code)} ({errno.errorcode.get(code, code)})")
+_err = errno_error
 
 
 @dataclass(frozen=True)
@@ -202,43 +187,78 @@ class XskLoop:
             cfg.sched_n = len(schedule_ns)
             cfg.sched_period_ns = period_ns
             cfg.gap_hist = self._gap_hist
-        self.cfg: Any = cfg
-        self.st: Any = ffi.new("struct xt_loop_stats *")
+        self._cfg: Any = cfg
+        self._st: Any = ffi.new("struct xt_loop_stats *")
 
     def follow(self, receiver: XskLoop, window: int, max_wait: float = 0.1) -> None:
         """Closed loop (TX): keep at most ``window`` frames ahead of ``receiver``'s count; after
         ``max_wait`` seconds without progress there, send anyway (the kernel may have dropped)."""
         self._peer = receiver  # keeps the counter's memory alive
-        self.cfg.peer_frames = ffi.addressof(receiver.st, "frames")
-        self.cfg.window = window
-        self.cfg.window_wait_ns = int(max_wait * 1e9)
+        self._cfg.peer_frames = ffi.addressof(receiver._st, "frames")
+        self._cfg.window = window
+        self._cfg.window_wait_ns = int(max_wait * 1e9)
 
     def set_limits(self, count: int | None = None, duration: float | None = None) -> None:
         if count is not None:
-            self.cfg.count = count
+            self._cfg.count = count
         if duration is not None:
-            self.cfg.duration_ns = int(duration * 1e9)
+            self._cfg.duration_ns = int(duration * 1e9)
 
     def stats(self) -> dict[str, int]:
-        return {name: int(getattr(self.st, name)) for name in LOOP_STAT_NAMES}
+        return {name: int(getattr(self._st, name)) for name in LOOP_STAT_NAMES}
+
+    # Running counters, read between slices (the C loop updates them as it goes).
+    @property
+    def frames(self) -> int:
+        """Frames sent (TX) or received (RX) so far."""
+        return int(self._st.frames)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of those frames."""
+        return int(self._st.bytes)
+
+    @property
+    def elapsed_ns(self) -> int:
+        """Time spent inside the loop's calls."""
+        return int(self._st.elapsed_ns)
+
+    @property
+    def count(self) -> int:
+        """Frames to send in all (0: no limit)."""
+        return int(self._cfg.count)
+
+    @property
+    def done(self) -> bool:
+        """A counted loop has sent its count."""
+        return bool(self.count) and self.frames >= self.count
+
+    @property
+    def gap_samples(self) -> int:
+        """Timed replay: gaps measured."""
+        return int(self._st.gap_samples)
+
+    @property
+    def gap_err_max_ns(self) -> int:
+        return int(self._st.gap_err_max_ns)
 
     def take_pcapng_blocks(self) -> bytes:
         """TX capture: the pcapng packet blocks written since the last call (the buffer is
         emptied, so the C loop can go on)."""
-        used = int(self.st.out_used)
+        used = int(self._st.out_used)
         data: bytes = ffi.buffer(self._out, used)[:]
-        self.st.out_used = 0
+        self._st.out_used = 0
         return data
 
     def gap_histogram(self) -> list[int]:
         """Timed replay: gap errors (ns) in the latency histogram's buckets."""
-        return [int(x) for x in self._gap_hist[0:HIST_BUCKETS]] if self.cfg.sched_n else []
+        return [int(x) for x in self._gap_hist[0:HIST_BUCKETS]] if self._cfg.sched_n else []
 
     def copied_frames(self) -> list[bytes]:
         """The frames the RX loop copied out (copy_out=N), in arrival order."""
-        raw = ffi.buffer(self._out, int(self.st.out_used))[:]
+        raw = ffi.buffer(self._out, int(self._st.out_used))[:]
         out, pos = [], 0
-        for i in range(int(self.st.out_frames)):
+        for i in range(int(self._st.out_frames)):
             n = int(self._out_lens[i])
             out.append(raw[pos:pos + n])
             pos += n
@@ -394,30 +414,30 @@ class NativeXsk:
 
     def _loop_error(self, ret: int, loop: XskLoop, what: str) -> OSError | ConfigError:
         if ret == -errno.EMSGSIZE:
-            return ConfigError(f"the generator builds frames of up to {loop.cfg.gen_max_len} "
+            return ConfigError(f"the generator builds frames of up to {loop._cfg.gen_max_len} "
                                f"bytes; the UMEM's frames have {self.frame_size}: use a larger "
                                "frame_size or smaller packets")
         return _err(ret, what)
 
     def tx_burst(self, loop: XskLoop) -> int:
-        ret = lib.xt_tx_burst(self._p(), loop.cfg, loop.st)
+        ret = lib.xt_tx_burst(self._p(), loop._cfg, loop._st)
         if ret < 0:
             raise self._loop_error(ret, loop, "TX burst")
         return int(ret)
 
     def rx_burst(self, loop: XskLoop) -> int:
-        ret = lib.xt_rx_burst(self._p(), loop.cfg, loop.st)
+        ret = lib.xt_rx_burst(self._p(), loop._cfg, loop._st)
         if ret < 0:
             raise _err(ret, "RX burst")
         return int(ret)
 
     def tx_loop(self, loop: XskLoop) -> None:
-        ret = lib.xt_tx_loop(self._p(), loop.cfg, loop.st)
+        ret = lib.xt_tx_loop(self._p(), loop._cfg, loop._st)
         if ret < 0:
             raise self._loop_error(ret, loop, "TX loop")
 
     def rx_loop(self, loop: XskLoop) -> None:
-        ret = lib.xt_rx_loop(self._p(), loop.cfg, loop.st)
+        ret = lib.xt_rx_loop(self._p(), loop._cfg, loop._st)
         if ret < 0:
             raise _err(ret, "RX loop")
 
