@@ -13,10 +13,9 @@ import errno
 import hashlib
 import os
 import sys
-import tempfile
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 from xdptest import caps
 from xdptest._native import bpf as _libbpf
-from xdptest._toolchain import BUILTIN_OBJECTS, compile_bpf
+from xdptest._toolchain import BUILTIN_OBJECTS, cache_dir, compile_bpf, compile_flags
 from xdptest.errors import (
     AttachError,
     BpfObjectError,
@@ -92,17 +91,21 @@ def builtin_program_path(name: str) -> Path:
     return path
 
 
-def _compiled_source(source: Path) -> Path:
-    """Compile a .c source once per content into a per-user cache and return the object."""
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDPTEST_CACHE", Path(tempfile.gettempdir()) / f"xdptest-{os.getuid()}"))
-    target = cache / "bpf" / f"{source.stem}-{digest}.o"
+def _compiled_source(source: Path, include_dirs: Sequence[Path], cflags: Sequence[str]) -> Path:
+    """Compile a .c source into a per-user cache and return the object; compiled again when the
+    source, a header beside it or in ``include_dirs``, or the flags change."""
+    digest = hashlib.sha256()
+    for path in [source, *sorted(h for d in {source.parent, *include_dirs} for h in d.glob("*.h"))]:
+        digest.update(str(path).encode() + b"\0" + path.read_bytes())
+    digest.update("\0".join(compile_flags(source, include_dirs, cflags)).encode())
+    target = cache_dir() / "bpf" / f"{source.stem}-{digest.hexdigest()[:16]}.o"
     if not target.exists():
-        compile_bpf(source, target)
+        compile_bpf(source, target, include_dirs, cflags)
     return target
 
 
-def _resolve_path(path_or_builtin: str | os.PathLike[str]) -> Path:
+def _resolve_path(path_or_builtin: str | os.PathLike[str], include_dirs: Sequence[str | os.PathLike[str]] = (),
+                  cflags: Sequence[str] = ()) -> Path:
     text = os.fspath(path_or_builtin)
     if text in BUILTIN_PROGRAMS:
         return builtin_program_path(text)
@@ -113,7 +116,13 @@ def _resolve_path(path_or_builtin: str | os.PathLike[str]) -> Path:
             f"{', '.join(BUILTIN_PROGRAMS)})"
         )
     if path.suffix == ".c":
-        return _compiled_source(path)
+        dirs = [Path(d) for d in include_dirs]
+        missing = [str(d) for d in dirs if not d.is_dir()]
+        if missing:
+            raise ConfigError(f"include_dirs: {', '.join(missing)} is not a directory")
+        return _compiled_source(path, dirs, [str(f) for f in cflags])
+    if include_dirs or cflags:
+        raise ConfigError(f"{path} is compiled already: include_dirs= and cflags= apply to a .c source")
     return path
 
 
@@ -369,13 +378,17 @@ class XdpProgram:
 
     @classmethod
     def load(cls, path_or_builtin: str | os.PathLike[str], program: str | None = None, *,
-             offload_to: Endpoint | None = None) -> XdpProgram:
+             offload_to: Endpoint | None = None, include_dirs: Sequence[str | os.PathLike[str]] = (),
+             cflags: Sequence[str] = ()) -> XdpProgram:
         """Open and load a BPF object, choosing ``program`` (default: its only XDP program).
 
-        ``offload_to`` loads the object for that device so it can be attached in offload mode.
+        A ``.c`` path is compiled first (cached) with clang as the libbpf toolchain does, plus
+        ``include_dirs`` and ``cflags`` (e.g. ``["-DMAX_PORTS=16"]``); ``vmlinux.h`` is generated
+        from the running kernel's BTF when the source includes it. ``offload_to`` loads the object
+        for that device so it can be attached in offload mode.
         """
         caps.require(caps.CAP_BPF, caps.CAP_NET_ADMIN, action="loading an XDP program")
-        path = _resolve_path(path_or_builtin)
+        path = _resolve_path(path_or_builtin, include_dirs, cflags)
         try:
             native = _libbpf.NativeObject(str(path))
         except OSError as exc:

@@ -13,7 +13,7 @@ Fixtures (all function scope):
     A fresh namespace with ``lo`` up.
 ``veth_pair(queues=1, mtu=1500, ipv4=True, ipv6=False, **options)`` -> :class:`xdptest.VethPair`
     Two namespaces joined by a veth pair (see ``VethPair`` for ``options``).
-``xdp_program(path_or_builtin, program=None)`` -> :class:`xdptest.XdpProgram`
+``xdp_program(path_or_builtin, program=None, include_dirs=(), cflags=())`` -> :class:`xdptest.XdpProgram`
     A loaded program; attachments made with it are detached at teardown.
 ``netdevsim(ports=1, queues=1)`` -> :class:`xdptest.netdevsim.Netdevsim`
     A netdevsim device; skips with the reason where the kernel has no netdevsim.
@@ -296,7 +296,8 @@ def veth_pair(request: pytest.FixtureRequest) -> Iterator[Callable[..., VethPair
 
 @pytest.fixture
 def xdp_program(request: pytest.FixtureRequest, xdp_attach_mode: str) -> Iterator[Callable[..., XdpProgram]]:
-    """Factory: ``xdp_program(path_or_builtin, program=None)`` -> a loaded ``XdpProgram``.
+    """Factory: ``xdp_program(path_or_builtin, program=None, **options)`` -> a loaded ``XdpProgram``
+    (options: ``XdpProgram.load``'s, e.g. ``include_dirs``, ``cflags``).
 
     ``attach(target)`` without ``mode`` uses the ``xdp_attach_mode`` fixture's value.
     """

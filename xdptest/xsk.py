@@ -381,6 +381,8 @@ class XskSocket:
             self._acquired_program = True
             undo.callback(_interfaces.release_program, self.endpoint)
             xskmap = "xsks_map"
+        elif self.rx_size:
+            self._check_attached(program)
         self.program = program
         self._xskmap_name = self._find_xskmap(program, xskmap)
         xmap = program.maps[self._xskmap_name]
@@ -390,6 +392,15 @@ class XskSocket:
         assert self._native is not None
         xmap.update(self._xskmap_key, self._native.fd)
         undo.callback(_leave_xskmap, program, self._xskmap_name, self._xskmap_key)
+
+    def _check_attached(self, program: XdpProgram) -> None:
+        """A receiving socket behind a program that runs nowhere would get nothing, silently."""
+        from xdptest.bpf import attached_programs
+
+        if not attached_programs(self.endpoint):
+            raise ConfigError(f"{program.name} is not attached to {self.endpoint}, so no frame would reach "
+                              f"this socket: attach it first (program.attach(endpoint)), or leave program= "
+                              "out and the kit attaches its redirect program")
 
     @staticmethod
     def _find_xskmap(program: XdpProgram, name: str | None) -> str:

@@ -16,3 +16,12 @@ def test_udp_port_counter_example_passes(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*native*PASSED*", "*generic*PASSED*"])
+
+
+def test_icmp_echo_example_passes(pytester: pytest.Pytester) -> None:
+    """A tutorial-style program whose UAPI headers reach glibc compiles as it is."""
+    example = ROOT / "examples" / "icmp_echo"
+    for item in example.iterdir():
+        shutil.copy(item, pytester.path / item.name)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=2)

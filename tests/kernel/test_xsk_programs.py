@@ -197,3 +197,22 @@ def test_attach_mode_conflict() -> None:
             XskSocket(pair.b, queue=1, attach_mode="native")
         with XskSocket(pair.b, queue=1, attach_mode="generic") as s1:
             assert s1.program is s0.program
+
+
+def test_a_receiving_socket_behind_an_unattached_program_is_refused(tmp_path: Path) -> None:
+    """Loaded but attached nowhere, a program would let the socket (and a traffic run) receive
+    nothing at all, reported as 100 % loss with no hint: refuse it before anything is sent."""
+    from xdptest.traffic import run_traffic
+
+    with _load(tmp_path, "steer", STEER) as prog, VethPair() as pair:
+        with pytest.raises(ConfigError, match=r"not attached to .*attach it first \(program.attach"):
+            XskSocket(pair.b, program=prog, xskmap="by_port")
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match="not attached"):
+            run_traffic(pair.a, pair.b, count=2000, rx_program=prog)
+        assert time.monotonic() - started < 5
+        with XskSocket(pair.b, program=prog, xskmap="by_port", rx_size=0):
+            pass  # a TX-only socket receives nothing anyway: no check
+        prog.attach(pair.b)
+        with XskSocket(pair.b, program=prog, xskmap="by_port") as rx:
+            assert rx.program is prog
