@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 
@@ -57,9 +58,11 @@ int xt_libbpf_messages_take(char *buf, unsigned long size)
 	return (int)n;
 }
 
-int xt_obj_open(const char *path, char *log_buf, unsigned long log_size, struct bpf_object **out)
+int xt_obj_open(const char *path, const char *pin_root, char *log_buf, unsigned long log_size,
+		struct bpf_object **out)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, opts, .kernel_log_buf = log_buf, .kernel_log_size = log_size);
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .kernel_log_buf = log_buf, .kernel_log_size = log_size,
+		    .pin_root_path = pin_root);
 	struct bpf_object *obj;
 	long err;
 
@@ -71,6 +74,14 @@ int xt_obj_open(const char *path, char *log_buf, unsigned long log_size, struct 
 	}
 	*out = obj;
 	return 0;
+}
+
+const void *xt_obj_btf_raw(struct bpf_object *obj, unsigned int *size)
+{
+	struct btf *btf = bpf_object__btf(obj);
+
+	*size = 0;
+	return btf ? btf__raw_data(btf, size) : NULL;
 }
 
 int xt_obj_load(struct bpf_object *obj)
@@ -169,6 +180,25 @@ unsigned int xt_map_max_entries(const struct bpf_map *map)
 int xt_map_is_internal(const struct bpf_map *map)
 {
 	return bpf_map__is_internal(map);
+}
+
+const void *xt_map_initial_value(struct bpf_map *map, unsigned long *size)
+{
+	size_t n = 0;
+	const void *data = bpf_map__initial_value(map, &n);
+
+	*size = n;
+	return data;
+}
+
+int xt_map_set_initial_value(struct bpf_map *map, const void *data, unsigned long size)
+{
+	return bpf_map__set_initial_value(map, data, size);
+}
+
+int xt_map_set_max_entries(struct bpf_map *map, unsigned int max_entries)
+{
+	return bpf_map__set_max_entries(map, max_entries);
 }
 
 int xt_possible_cpus(void)

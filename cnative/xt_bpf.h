@@ -4,7 +4,7 @@
  * (no includes, no preprocessor conditionals). Functions return 0 or a
  * negative errno.
  */
-#define XT_NATIVE_ABI 1
+#define XT_NATIVE_ABI 2
 
 struct bpf_object;
 struct bpf_program;
@@ -33,7 +33,11 @@ const char *xt_libbpf_version(void);
 /* libbpf's own messages (warnings, errors) of the calling thread since the last take. */
 int xt_libbpf_messages_take(char *buf, unsigned long size);
 
-int xt_obj_open(const char *path, char *log_buf, unsigned long log_size, struct bpf_object **out);
+/* pin_root: where LIBBPF_PIN_BY_NAME maps are pinned (NULL: libbpf's /sys/fs/bpf). */
+int xt_obj_open(const char *path, const char *pin_root, char *log_buf, unsigned long log_size,
+		struct bpf_object **out);
+/* The object's BTF as raw bytes (NULL without BTF); valid while the object is open. */
+const void *xt_obj_btf_raw(struct bpf_object *obj, unsigned int *size);
 int xt_obj_load(struct bpf_object *obj);
 void xt_obj_close(struct bpf_object *obj);
 
@@ -54,6 +58,11 @@ unsigned int xt_map_key_size(const struct bpf_map *map);
 unsigned int xt_map_value_size(const struct bpf_map *map);
 unsigned int xt_map_max_entries(const struct bpf_map *map);
 int xt_map_is_internal(const struct bpf_map *map);
+/* Global data (.rodata, .data, .bss): the section's contents as libbpf holds them, and the
+ * contents to load (before load only); the size of a map before load. */
+const void *xt_map_initial_value(struct bpf_map *map, unsigned long *size);
+int xt_map_set_initial_value(struct bpf_map *map, const void *data, unsigned long size);
+int xt_map_set_max_entries(struct bpf_map *map, unsigned int max_entries);
 
 int xt_possible_cpus(void);
 int xt_map_lookup(int fd, const void *key, void *value);

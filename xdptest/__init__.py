@@ -17,7 +17,7 @@ _EXPORTS = {
     "Endpoint": "xdptest.netns",
     "XdpProgram": "xdptest.bpf",
     "XdpAction": "xdptest.bpf",
-    "XdpMap": "xdptest.bpf",
+    "XdpMap": "xdptest.maps",
     "TestRunResult": "xdptest.bpf",
     "Attachment": "xdptest.bpf",
     "builtin_program_path": "xdptest.bpf",
@@ -101,7 +101,6 @@ if TYPE_CHECKING:
         Attachment,
         TestRunResult,
         XdpAction,
-        XdpMap,
         XdpProgram,
         builtin_program_path,
     )
@@ -126,6 +125,7 @@ if TYPE_CHECKING:
         VerifierError,
         XdpTestError,
     )
+    from xdptest.maps import XdpMap
     from xdptest.netns import Endpoint, Netns, VethPair
     from xdptest.options import TrafficOptions
     from xdptest.report import TrafficReport

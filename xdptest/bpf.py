@@ -10,12 +10,12 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import functools
 import hashlib
 import os
-import sys
 import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -31,16 +31,16 @@ from xdptest.errors import (
     ClosedError,
     ConfigError,
     InterfaceNotFoundError,
-    MapError,
-    MapNotFoundError,
     NotSupportedError,
     PermissionDeniedError,
     ProgramNotFoundError,
     VerifierError,
 )
+from xdptest.maps import MapTable, XdpMap
 from xdptest.netns import iproute
 from xdptest.nsexec import run_in_netns
 from xdptest.teardown import run_all
+from xdptest.variables import Variables
 
 if TYPE_CHECKING:
     from scapy.packet import Packet
@@ -63,7 +63,6 @@ _ATTACHED_NAMES: dict[object, str | None] = {
     None: None, "xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offload", "xdpmulti": "multi",
 }
 
-BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
 
 
 class XdpAction(IntEnum):
@@ -226,114 +225,6 @@ class Attachment:
         return f"Attachment({self.program.name} on {self.iface}, {self.mode}{'' if self._attached else ', detached'})"
 
 
-class XdpMap:
-    """A map of a loaded object. Keys and values are ints (for sizes 1, 2, 4, 8) or bytes.
-
-    Per-CPU maps return a list with one value per possible CPU; ``update`` on them takes such a
-    list or a single value (written to every CPU).
-    """
-
-    def __init__(self, ref: _libbpf.MapRef, owner: XdpProgram) -> None:
-        self.name = ref.name
-        self.fd = ref.fd
-        self.type = ref.type
-        self.key_size = ref.key_size
-        self.value_size = ref.value_size
-        self.max_entries = ref.max_entries
-        self.per_cpu = ref.type in _libbpf.PERCPU_MAP_TYPES
-        self._ncpus = _libbpf.possible_cpus() if self.per_cpu else 1
-        self._stride = (self.value_size + 7) // 8 * 8 if self.per_cpu else self.value_size
-        self._owner = owner
-
-    @property
-    def type_name(self) -> str:
-        return _libbpf.MAP_TYPE_NAMES.get(self.type, str(self.type))
-
-    def _encode(self, what: str, value: int | bytes, size: int) -> bytes:
-        if isinstance(value, int) and not isinstance(value, bool):
-            try:
-                return value.to_bytes(size, sys.byteorder, signed=value < 0)
-            except OverflowError:
-                raise ConfigError(f"map {self.name}: {what} {value} does not fit in {size} bytes") from None
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            raw = bytes(value)
-            if len(raw) != size:
-                raise ConfigError(f"map {self.name}: {what} has {len(raw)} bytes, the map's {what} size is {size}")
-            return raw
-        raise ConfigError(f"map {self.name}: {what} must be int or bytes, got {type(value).__name__}")
-
-    @staticmethod
-    def _decode(raw: bytes) -> int | bytes:
-        return int.from_bytes(raw, sys.byteorder) if len(raw) in (1, 2, 4, 8) else raw
-
-    def _fd(self) -> int:
-        self._owner._check_open()
-        return self.fd
-
-    def lookup(self, key: int | bytes) -> Any:
-        """The value for ``key`` (list of per-CPU values for per-CPU maps), or None if absent."""
-        try:
-            raw = _libbpf.map_lookup(self._fd(), self._encode("key", key, self.key_size),
-                                     self._stride * self._ncpus)
-        except OSError as exc:
-            raise MapError(exc.errno, f"map {self.name}: lookup of {key!r}: {exc.strerror}") from None
-        if raw is None:
-            return None
-        if not self.per_cpu:
-            return self._decode(raw)
-        return [self._decode(raw[i * self._stride: i * self._stride + self.value_size])
-                for i in range(self._ncpus)]
-
-    def update(self, key: int | bytes, value: Any, flags: int = BPF_ANY) -> None:
-        if self.per_cpu:
-            values = value if isinstance(value, (list, tuple)) else [value] * self._ncpus
-            if len(values) != self._ncpus:
-                raise ConfigError(f"map {self.name}: per-CPU update needs {self._ncpus} values, got {len(values)}")
-            raw = b"".join(self._encode("value", v, self.value_size).ljust(self._stride, b"\0") for v in values)
-        else:
-            raw = self._encode("value", value, self.value_size)
-        try:
-            _libbpf.map_update(self._fd(), self._encode("key", key, self.key_size), raw, flags)
-        except OSError as exc:
-            raise MapError(exc.errno, f"map {self.name}: update of {key!r}: {exc.strerror}") from None
-
-    def delete(self, key: int | bytes) -> bool:
-        """Delete ``key``; return False when it was absent."""
-        try:
-            return _libbpf.map_delete(self._fd(), self._encode("key", key, self.key_size))
-        except OSError as exc:
-            raise MapError(exc.errno, f"map {self.name}: delete of {key!r}: {exc.strerror}") from None
-
-    def keys(self) -> Iterator[int | bytes]:
-        key: bytes | None = None
-        while True:
-            try:
-                key = _libbpf.map_next_key(self._fd(), key, self.key_size)
-            except OSError as exc:
-                raise MapError(exc.errno, f"map {self.name}: iteration: {exc.strerror}") from None
-            if key is None:
-                return
-            yield self._decode(key)
-
-    def items(self) -> list[tuple[int | bytes, Any]]:
-        out = []
-        for key in self.keys():
-            value = self.lookup(key)
-            if value is not None:
-                out.append((key, value))
-        return out
-
-    def sum(self, key: int | bytes) -> Any:
-        """For per-CPU maps of integers: the total over CPUs (0 when the key is absent)."""
-        values = self.lookup(key)
-        if values is None:
-            return 0
-        return sum(values) if isinstance(values, list) else values
-
-    def __repr__(self) -> str:
-        return f"XdpMap({self.name!r}, {self.type_name}, key={self.key_size}, value={self.value_size})"
-
-
 @dataclass(frozen=True)
 class TestRunResult:
     """What BPF_PROG_TEST_RUN returned for one packet."""
@@ -356,20 +247,52 @@ class TestRunResult:
 _live_programs: weakref.WeakSet[XdpProgram] = weakref.WeakSet()
 
 
-class XdpProgram:
-    """A loaded BPF object and the XDP program chosen from it.
+class _OpenOrLoad:
+    """``XdpProgram.load(path, ...)`` opens and loads in one step (a class call);
+    ``prog.load()`` loads an object opened with ``XdpProgram.open`` (an instance call)."""
 
-    Use :meth:`load`; ``close()`` detaches every attachment made through it and frees the object.
+    def __get__(self, obj: XdpProgram | None, cls: type[XdpProgram]) -> Any:
+        if obj is None:
+            return functools.partial(_open_and_load, cls)
+        return obj._load
+
+
+def _open_and_load(cls: type[XdpProgram], path_or_builtin: str | os.PathLike[str], program: str | None = None, *,
+                   rodata: Mapping[str, Any] | None = None, **options: Any) -> XdpProgram:
+    prog = cls.open(path_or_builtin, program, **options)
+    try:
+        if rodata:
+            prog.variables.set_rodata(rodata)
+        return prog._load()
+    except BaseException:
+        prog.close()
+        raise
+
+
+class XdpProgram:
+    """A BPF object and the XDP program chosen from it.
+
+    ``XdpProgram.load(path, program=None, rodata={...})`` opens and loads in one step. In two:
+    ``prog = XdpProgram.open(path)``, then configure - ``prog.variables["name"] = value`` (global
+    data, ``const volatile`` included), ``prog.maps["m"].max_entries = n`` - then ``prog.load()``.
+    ``close()`` detaches every attachment made through it and frees the object.
     """
 
-    def __init__(self, native: _libbpf.NativeObject, prog: _libbpf.ProgramRef, path: Path) -> None:
+    load = _OpenOrLoad()
+
+    def __init__(self, native: _libbpf.NativeObject, prog: _libbpf.ProgramRef, path: Path,
+                 offload_to: Endpoint | None = None) -> None:
         self._native = native
+        self._prog = prog
+        self._offload_to = offload_to
         self.name = prog.name
         self.section = prog.section
         self.path = path
-        self.fd = prog.fd
-        self.id = _libbpf.prog_info(self.fd).id
-        self.maps: Mapping[str, XdpMap] = _MapTable({m.name: XdpMap(m, self) for m in native.maps()})
+        self.fd = -1
+        self.id = 0
+        self.loaded = False
+        self.maps: Mapping[str, XdpMap] = MapTable({m.name: XdpMap(m, self) for m in native.maps()})
+        self.variables = Variables(native, prog.name)
         self._attachments: set[Attachment] = set()
         self.default_mode: AttachMode = "native"  # used by attach() when no mode is given
         self._closed = False
@@ -377,10 +300,11 @@ class XdpProgram:
         _live_programs.add(self)
 
     @classmethod
-    def load(cls, path_or_builtin: str | os.PathLike[str], program: str | None = None, *,
+    def open(cls, path_or_builtin: str | os.PathLike[str], program: str | None = None, *,
              offload_to: Endpoint | None = None, include_dirs: Sequence[str | os.PathLike[str]] = (),
              cflags: Sequence[str] = ()) -> XdpProgram:
-        """Open and load a BPF object, choosing ``program`` (default: its only XDP program).
+        """Open a BPF object without loading it, choosing ``program`` (default: its only XDP
+        program); configure its variables and map sizes, then call :meth:`load`.
 
         A ``.c`` path is compiled first (cached) with clang as the libbpf toolchain does, plus
         ``include_dirs`` and ``cflags`` (e.g. ``["-DMAX_PORTS=16"]``); ``vmlinux.h`` is generated
@@ -394,18 +318,33 @@ class XdpProgram:
         except OSError as exc:
             raise BpfObjectError(f"{path} is not a usable BPF object: {exc.strerror}") from None
         try:
-            chosen = cls._choose(native, path, program)
-            if offload_to is not None:
-                native.set_offload_ifindex(offload_to.ifindex)
-                run_in_netns(offload_to.netns.name, native.load)
+            return cls(native, cls._choose(native, path, program), path, offload_to)
+        except BaseException:
+            native.close()
+            raise
+
+    def _load(self) -> XdpProgram:
+        """Load the opened object into the kernel (its variables and map sizes as configured)."""
+        self._check_open()
+        if self.loaded:
+            raise ConfigError(f"{self.name} is loaded already")
+        native = self._native
+        self.variables._before_load(native)
+        try:
+            if self._offload_to is not None:
+                native.set_offload_ifindex(self._offload_to.ifindex)
+                run_in_netns(self._offload_to.netns.name, native.load)
             else:
                 native.load()
-            return cls(native, chosen, path)
-        except BaseException as exc:
-            native.close()
-            if isinstance(exc, OSError) and not isinstance(exc, (ProgramNotFoundError, BpfObjectError)):
-                raise cls._load_error(exc, path) from None
-            raise
+        except OSError as exc:
+            raise self._load_error(exc, self.path) from None
+        self.fd = self._prog.fd
+        self.id = _libbpf.prog_info(self.fd).id
+        for xmap in self.maps.values():
+            xmap._loaded()
+        self.variables._after_load()
+        self.loaded = True
+        return self
 
     @staticmethod
     def _choose(native: _libbpf.NativeObject, path: Path, program: str | None) -> _libbpf.ProgramRef:
@@ -451,7 +390,7 @@ class XdpProgram:
         ``self.default_mode`` (``native``, or the ``xdp_attach_mode`` fixture's value).
         Refuses to replace a program someone else attached unless ``replace=True``.
         """
-        self._check_open()
+        self._check_loaded()
         mode = mode or self.default_mode
         if mode not in _MODE_FLAGS:
             raise ConfigError(f"attach mode {mode!r}: use 'native', 'generic' or 'offload'")
@@ -493,7 +432,7 @@ class XdpProgram:
     def run(self, packet: bytes | Packet, repeat: int = 1, *, ingress_ifindex: int | None = None,
             rx_queue: int | None = None) -> TestRunResult:
         """Run the program on one packet with BPF_PROG_TEST_RUN (no interface involved)."""
-        self._check_open()
+        self._check_loaded()
         data = bytes(packet)
         if len(data) < 14:
             raise ConfigError(f"packet of {len(data)} bytes: XDP test runs need at least an Ethernet header (14)")
@@ -517,6 +456,11 @@ class XdpProgram:
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"program {self.name} was closed")
+
+    def _check_loaded(self) -> None:
+        self._check_open()
+        if not self.loaded:
+            raise ConfigError(f"program {self.name} is opened but not loaded: call load() first")
 
     @property
     def closed(self) -> bool:
@@ -551,11 +495,6 @@ class XdpProgram:
 
     def __repr__(self) -> str:
         return f"XdpProgram({self.name!r} from {self.path.name}, id={self.id}{', closed' if self._closed else ''})"
-
-
-class _MapTable(dict[str, XdpMap]):
-    def __missing__(self, key: str) -> XdpMap:
-        raise MapNotFoundError(f"no map {key!r}; maps: {', '.join(sorted(self)) or 'none'}")
 
 
 @atexit.register

@@ -8,7 +8,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from xdptest.bpf import XdpAction, XdpMap, XdpProgram
+from xdptest.bpf import XdpAction, XdpProgram
+from xdptest.maps import XdpMap
 
 
 @dataclass(frozen=True)

@@ -307,7 +307,7 @@ def xdp_program(request: pytest.FixtureRequest, xdp_attach_mode: str) -> Iterato
 
     def make(path_or_builtin: str | os.PathLike[str], program: str | None = None,
              **options: Any) -> XdpProgram:
-        prog = XdpProgram.load(path_or_builtin, program, **options)
+        prog: XdpProgram = XdpProgram.load(path_or_builtin, program, **options)
         prog.default_mode = xdp_attach_mode  # type: ignore[assignment]
         cleanup.keepable(prog.close, prog.keep)
         _collector(request).programs.append(prog)

@@ -25,3 +25,12 @@ def test_icmp_echo_example_passes(pytester: pytest.Pytester) -> None:
         shutil.copy(item, pytester.path / item.name)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
     result.assert_outcomes(passed=2)
+
+
+def test_global_config_example_passes(pytester: pytest.Pytester) -> None:
+    """const volatile configuration set before load, .bss and .data read and written after."""
+    example = ROOT / "examples" / "global_config"
+    for item in example.iterdir():
+        shutil.copy(item, pytester.path / item.name)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=2)

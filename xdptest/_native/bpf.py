@@ -8,7 +8,7 @@ typed errors).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from xdptest._native import check as _check
@@ -62,21 +62,24 @@ class ProgramRef:
 @dataclass(frozen=True)
 class MapRef:
     name: str
-    fd: int
+    fd: int  # negative before the object is loaded
     type: int
     key_size: int
     value_size: int
     max_entries: int
+    internal: bool = False  # global data (.rodata, .data, .bss, .kconfig)
+    handle: Any = field(default=None, compare=False, repr=False)
 
 
 class NativeObject:
     """An opened (and later loaded) ``struct bpf_object``."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, pin_root: str | None = None) -> None:
         self._log = ffi.new("char[]", LOG_SIZE)
         out = ffi.new("struct bpf_object **")
         take_messages()
-        ret = lib.xt_obj_open(path.encode(), self._log, LOG_SIZE, out)
+        ret = lib.xt_obj_open(path.encode(), pin_root.encode() if pin_root else ffi.NULL, self._log,
+                              LOG_SIZE, out)
         if ret < 0:
             raise OSError(-ret, take_messages().strip() or os.strerror(-ret))
         self._obj: Any = out[0]
@@ -110,11 +113,12 @@ class NativeObject:
             err.messages = take_messages()  # type: ignore[attr-defined]
             raise err
 
-    def maps(self) -> list[MapRef]:
+    def maps(self, internal: bool = False) -> list[MapRef]:
+        """The object's maps: the declared ones, or (``internal``) its global-data sections."""
         found: list[MapRef] = []
         m = lib.xt_obj_next_map(self._obj, ffi.NULL)
         while m != ffi.NULL:
-            if not lib.xt_map_is_internal(m):
+            if bool(lib.xt_map_is_internal(m)) == internal:
                 found.append(MapRef(
                     name=ffi.string(lib.xt_map_name(m)).decode(),
                     fd=int(lib.xt_map_fd(m)),
@@ -122,9 +126,36 @@ class NativeObject:
                     key_size=int(lib.xt_map_key_size(m)),
                     value_size=int(lib.xt_map_value_size(m)),
                     max_entries=int(lib.xt_map_max_entries(m)),
+                    internal=internal,
+                    handle=m,
                 ))
             m = lib.xt_obj_next_map(self._obj, m)
         return found
+
+    def btf(self) -> bytes:
+        """The object's BTF (empty when it has none)."""
+        size = ffi.new("unsigned int *")
+        raw = lib.xt_obj_btf_raw(self._obj, size)
+        return bytes(ffi.buffer(raw, size[0])) if raw != ffi.NULL else b""
+
+    @staticmethod
+    def initial_value(ref: MapRef) -> bytes:
+        """A global-data section's contents as libbpf holds them (what a load would write)."""
+        size = ffi.new("unsigned long *")
+        data = lib.xt_map_initial_value(ref.handle, size)
+        return bytes(ffi.buffer(data, size[0])) if data != ffi.NULL else bytes(ref.value_size)
+
+    @staticmethod
+    def set_initial_value(ref: MapRef, data: bytes) -> None:
+        check(lib.xt_map_set_initial_value(ref.handle, data, len(data)), f"setting {ref.name}'s contents")
+
+    @staticmethod
+    def set_max_entries(ref: MapRef, max_entries: int) -> None:
+        check(lib.xt_map_set_max_entries(ref.handle, max_entries), f"resizing {ref.name}")
+
+    @staticmethod
+    def map_fd(ref: MapRef) -> int:
+        return int(lib.xt_map_fd(ref.handle))
 
     def close(self) -> None:
         if self._obj is not None:
