@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,9 @@ class XdpMap:
         self.per_cpu = ref.type in _libbpf.PERCPU_MAP_TYPES
         self._ncpus = _libbpf.possible_cpus() if self.per_cpu else 1
         self._stride = (self.value_size + 7) // 8 * 8 if self.per_cpu else self.value_size
-        self._owner = owner
+        # Weak: a program and its maps would otherwise form a cycle that keeps libbpf's object
+        # (BTF, ELF data) alive until the cyclic collector happens to run.
+        self._owner = weakref.proxy(owner)
 
     @property
     def type_name(self) -> str:

@@ -107,9 +107,10 @@ class NativeObject:
         """Load into the kernel; on failure raise OSError with ``.log`` and ``.messages`` set."""
         take_messages()
         ret = lib.xt_obj_load(self._obj)
+        log, self._log = self._log, None  # 4 MiB that only a load writes: freed now, not at collection
         if ret < 0:
             err = OSError(-ret, os.strerror(-ret))
-            err.log = ffi.string(self._log).decode(errors="replace")  # type: ignore[attr-defined]
+            err.log = ffi.string(log).decode(errors="replace")  # type: ignore[attr-defined]
             err.messages = take_messages()  # type: ignore[attr-defined]
             raise err
 
@@ -161,6 +162,7 @@ class NativeObject:
         if self._obj is not None:
             lib.xt_obj_close(self._obj)
             self._obj = None
+        self._log = None
 
 
 def map_lookup(fd: int, key: bytes, value_size: int) -> bytes | None:
