@@ -29,6 +29,14 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, exit 2, as the contract says
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, extras = super().parse_known_args(args, namespace)
+        # Python before 3.12 gives "--count=--" the value [] instead of "--" or an error.
+        for name, value in vars(parsed).items():
+            if any(isinstance(v, list) for v in (value if name == "vary" else [value])):
+                self.error(f"argument --{name.replace('_', '-')}: expected one argument")
+        return parsed, extras
+
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="xdptest-gen", description=__doc__.splitlines()[0] if __doc__ else None)
