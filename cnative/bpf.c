@@ -58,11 +58,9 @@ int xt_libbpf_messages_take(char *buf, unsigned long size)
 	return (int)n;
 }
 
-int xt_obj_open(const char *path, const char *pin_root, char *log_buf, unsigned long log_size,
-		struct bpf_object **out)
+int xt_obj_open(const char *path, char *log_buf, unsigned long log_size, struct bpf_object **out)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, opts, .kernel_log_buf = log_buf, .kernel_log_size = log_size,
-		    .pin_root_path = pin_root);
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .kernel_log_buf = log_buf, .kernel_log_size = log_size);
 	struct bpf_object *obj;
 	long err;
 
@@ -199,6 +197,16 @@ int xt_map_set_initial_value(struct bpf_map *map, const void *data, unsigned lon
 int xt_map_set_max_entries(struct bpf_map *map, unsigned int max_entries)
 {
 	return bpf_map__set_max_entries(map, max_entries);
+}
+
+const char *xt_map_pin_path(const struct bpf_map *map)
+{
+	return bpf_map__pin_path(map);
+}
+
+int xt_map_set_pin_path(struct bpf_map *map, const char *path)
+{
+	return bpf_map__set_pin_path(map, path);
 }
 
 int xt_possible_cpus(void)

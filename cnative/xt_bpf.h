@@ -33,9 +33,7 @@ const char *xt_libbpf_version(void);
 /* libbpf's own messages (warnings, errors) of the calling thread since the last take. */
 int xt_libbpf_messages_take(char *buf, unsigned long size);
 
-/* pin_root: where LIBBPF_PIN_BY_NAME maps are pinned (NULL: libbpf's /sys/fs/bpf). */
-int xt_obj_open(const char *path, const char *pin_root, char *log_buf, unsigned long log_size,
-		struct bpf_object **out);
+int xt_obj_open(const char *path, char *log_buf, unsigned long log_size, struct bpf_object **out);
 /* The object's BTF as raw bytes (NULL without BTF); valid while the object is open. */
 const void *xt_obj_btf_raw(struct bpf_object *obj, unsigned int *size);
 int xt_obj_load(struct bpf_object *obj);
@@ -63,6 +61,9 @@ int xt_map_is_internal(const struct bpf_map *map);
 const void *xt_map_initial_value(struct bpf_map *map, unsigned long *size);
 int xt_map_set_initial_value(struct bpf_map *map, const void *data, unsigned long size);
 int xt_map_set_max_entries(struct bpf_map *map, unsigned int max_entries);
+/* LIBBPF_PIN_BY_NAME: where the map will be pinned (NULL when it is not pinned); moving it. */
+const char *xt_map_pin_path(const struct bpf_map *map);
+int xt_map_set_pin_path(struct bpf_map *map, const char *path);
 
 int xt_possible_cpus(void);
 int xt_map_lookup(int fd, const void *key, void *value);

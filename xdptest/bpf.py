@@ -39,6 +39,7 @@ from xdptest.errors import (
 from xdptest.maps import MapTable, XdpMap
 from xdptest.netns import iproute
 from xdptest.nsexec import run_in_netns
+from xdptest.pins import PinRoot, process_root
 from xdptest.teardown import run_all
 from xdptest.variables import Variables
 
@@ -247,6 +248,21 @@ class TestRunResult:
 _live_programs: weakref.WeakSet[XdpProgram] = weakref.WeakSet()
 
 
+def _place_pins(native: _libbpf.NativeObject, pin_root: PinRoot | str | os.PathLike[str] | None) -> None:
+    """Point the object's LIBBPF_PIN_BY_NAME maps at the pin root (mounted only if one needs it)."""
+    pinned = [ref for ref in native.maps() if native.pin_path(ref) is not None]
+    if not pinned:
+        return
+    if pin_root is None or isinstance(pin_root, PinRoot):
+        root = (pin_root or process_root()).path
+    else:
+        root = Path(pin_root)
+        if not root.is_dir():
+            raise ConfigError(f"pin_root {root}: no such directory (it must be on a mounted bpffs)")
+    for ref in pinned:
+        native.set_pin_path(ref, str(root / ref.name))
+
+
 class _OpenOrLoad:
     """``XdpProgram.load(path, ...)`` opens and loads in one step (a class call);
     ``prog.load()`` loads an object opened with ``XdpProgram.open`` (an instance call)."""
@@ -302,7 +318,7 @@ class XdpProgram:
     @classmethod
     def open(cls, path_or_builtin: str | os.PathLike[str], program: str | None = None, *,
              offload_to: Endpoint | None = None, include_dirs: Sequence[str | os.PathLike[str]] = (),
-             cflags: Sequence[str] = ()) -> XdpProgram:
+             cflags: Sequence[str] = (), pin_root: PinRoot | str | os.PathLike[str] | None = None) -> XdpProgram:
         """Open a BPF object without loading it, choosing ``program`` (default: its only XDP
         program); configure its variables and map sizes, then call :meth:`load`.
 
@@ -310,6 +326,11 @@ class XdpProgram:
         ``include_dirs`` and ``cflags`` (e.g. ``["-DMAX_PORTS=16"]``); ``vmlinux.h`` is generated
         from the running kernel's BTF when the source includes it. ``offload_to`` loads the object
         for that device so it can be attached in offload mode.
+
+        Maps declared ``LIBBPF_PIN_BY_NAME`` are pinned under ``pin_root``: by default a private
+        bpffs of the kit (the test's, under the plugin's fixtures; else the process's), never
+        ``/sys/fs/bpf``; a :class:`~xdptest.pins.PinRoot` shares one among programs; a directory
+        on a bpffs of your own (``"/sys/fs/bpf"``) is used as it is, and its pins are yours.
         """
         caps.require(caps.CAP_BPF, caps.CAP_NET_ADMIN, action="loading an XDP program")
         path = _resolve_path(path_or_builtin, include_dirs, cflags)
@@ -318,6 +339,7 @@ class XdpProgram:
         except OSError as exc:
             raise BpfObjectError(f"{path} is not a usable BPF object: {exc.strerror}") from None
         try:
+            _place_pins(native, pin_root)
             return cls(native, cls._choose(native, path, program), path, offload_to)
         except BaseException:
             native.close()

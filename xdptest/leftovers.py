@@ -1,9 +1,10 @@
 """``xdptest-leftovers``: find, and optionally remove, what the kit left on this machine.
 
-Lists ``xt*`` network namespaces, ``xt*`` links in the current namespace, and XDP programs of the
-kit (names starting ``xt_``) attached to interfaces here. ``--check`` exits 1 when anything is
-found (CI runs it after the suite); ``--remove`` removes the namespaces recorded by processes that
-died, and with ``--all`` every ``xt*`` namespace that no live kit process owns.
+Lists ``xt*`` network namespaces, ``xt*`` links in the current namespace, XDP programs of the
+kit (names starting ``xt_``) attached to interfaces here, and the kit's private bpffs mounts (pin
+roots, with their pins). ``--check`` exits 1 when anything is found (CI runs it after the suite);
+``--remove`` removes the namespaces and pin roots recorded by processes that died, and with
+``--all`` every ``xt*`` namespace and kit pin root that no live kit process owns.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ class Leftovers:
     namespaces: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     programs: list[str] = field(default_factory=list)
+    pin_roots: list[str] = field(default_factory=list)  # private bpffs mounts, with their pins
 
     def __bool__(self) -> bool:
-        return bool(self.namespaces or self.links or self.programs)
+        return bool(self.namespaces or self.links or self.programs or self.pin_roots)
 
 
 def _live_owned() -> set[str]:
-    """Namespaces recorded by kit processes that are still running."""
+    """Namespaces and pin roots recorded by kit processes that are still running."""
     owned: set[str] = set()
     if not registry.STATE_DIR.is_dir():
         return owned
@@ -41,6 +43,7 @@ def _live_owned() -> set[str]:
             continue
         if registry._is_alive(int(body.get("pid", 0)), body.get("start")):
             owned.update(body.get("netns", []))
+            owned.update(body.get("pins", []))
     return owned
 
 
@@ -53,6 +56,10 @@ def find(include_live: bool = False) -> Leftovers:
             n for n in os.listdir(NETNS_RUN_DIR) if n.startswith(registry.PREFIX) and n not in live
         )
     from pyroute2 import IPRoute
+
+    from xdptest.pins import leftover_roots
+
+    found.pin_roots = [root for root in leftover_roots() if include_live or root not in live]
 
     from xdptest._native.bpf import prog_info_by_id
     from xdptest.bpf import _Iface as Iface
@@ -71,15 +78,22 @@ def find(include_live: bool = False) -> Leftovers:
 
 
 def remove(all_unowned: bool = False) -> list[str]:
-    """Remove namespaces of dead kit processes (and with all_unowned, any unowned xt* one)."""
+    """Remove namespaces and pin roots of dead kit processes (and with all_unowned, any unowned
+    xt* namespace or kit pin root)."""
     from xdptest.netns import _remove_netns, reap_leftovers
+    from xdptest.pins import remove_root
 
     removed = reap_leftovers()
     if all_unowned:
-        for name in find().namespaces:
+        unowned = find()
+        for name in unowned.namespaces:
             with contextlib.suppress(FileNotFoundError):
                 _remove_netns(name)
                 removed.append(name)
+        for root in unowned.pin_roots:
+            with contextlib.suppress(OSError):
+                remove_root(root)
+                removed.append(root)
     return removed
 
 
@@ -96,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.remove:
         for name in remove(args.all):
-            print(f"removed namespace {name}")
+            print(f"removed {name}")
     found = find()
     for kind, items in (("namespace", found.namespaces), ("link", found.links),
-                        ("attached program", found.programs)):
+                        ("attached program", found.programs), ("pin root (bpffs)", found.pin_roots)):
         for item in items:
             print(f"left behind: {kind} {item}")
     if not found:

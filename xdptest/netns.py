@@ -71,7 +71,9 @@ def _remove_netns(name: str) -> None:
 
 def reap_leftovers() -> list[str]:
     """Remove namespaces recorded by kit processes that died; return what was removed."""
-    return registry.reap_dead(_remove_netns)
+    from xdptest.pins import remove_root
+
+    return registry.reap_dead(_remove_netns, remove_root)
 
 
 def _reap_once() -> None:

@@ -38,7 +38,8 @@ import pytest
 pytest.register_assert_rewrite("xdptest.assertions")
 
 # The fixtures that make a session a user of the kit (the override points come with them).
-KIT_FIXTURES = frozenset({"xdp_netns", "veth_pair", "xdp_program", "xdp_run", "netdevsim", "xsk", "traffic"})
+KIT_FIXTURES = frozenset({"xdp_netns", "veth_pair", "xdp_program", "xdp_run", "netdevsim", "xsk", "traffic",
+                          "xdp_pin_root"})
 
 if TYPE_CHECKING:
     from xdptest.bpf import XdpProgram
@@ -295,7 +296,20 @@ def veth_pair(request: pytest.FixtureRequest) -> Iterator[Callable[..., VethPair
 
 
 @pytest.fixture
-def xdp_program(request: pytest.FixtureRequest, xdp_attach_mode: str) -> Iterator[Callable[..., XdpProgram]]:
+def xdp_pin_root() -> Iterator[Any]:
+    """The test's private bpffs (a ``PinRoot``) for ``LIBBPF_PIN_BY_NAME`` maps of the programs it
+    loads: they share their pins, no other test sees them, and all go at teardown. Mounted only
+    if a program needs it."""
+    from xdptest.pins import PinRoot
+
+    root = PinRoot()
+    yield root
+    root.close()
+
+
+@pytest.fixture
+def xdp_program(request: pytest.FixtureRequest, xdp_attach_mode: str,
+                xdp_pin_root: Any) -> Iterator[Callable[..., XdpProgram]]:
     """Factory: ``xdp_program(path_or_builtin, program=None, **options)`` -> a loaded ``XdpProgram``
     (options: ``XdpProgram.load``'s, e.g. ``include_dirs``, ``cflags``).
 
@@ -307,6 +321,7 @@ def xdp_program(request: pytest.FixtureRequest, xdp_attach_mode: str) -> Iterato
 
     def make(path_or_builtin: str | os.PathLike[str], program: str | None = None,
              **options: Any) -> XdpProgram:
+        options.setdefault("pin_root", xdp_pin_root)
         prog: XdpProgram = XdpProgram.load(path_or_builtin, program, **options)
         prog.default_mode = xdp_attach_mode  # type: ignore[assignment]
         cleanup.keepable(prog.close, prog.keep)
@@ -318,7 +333,7 @@ def xdp_program(request: pytest.FixtureRequest, xdp_attach_mode: str) -> Iterato
 
 
 @pytest.fixture
-def xdp_run() -> Iterator[Callable[..., Any]]:
+def xdp_run(xdp_pin_root: Any) -> Iterator[Callable[..., Any]]:
     """``xdp_run(program, packet, repeat=1, **ctx)`` -> a ``TestRunResult`` (BPF_PROG_TEST_RUN).
 
     ``program`` is a loaded ``XdpProgram``, or a built-in name / object / ``.c`` path that is
@@ -333,7 +348,7 @@ def xdp_run() -> Iterator[Callable[..., Any]]:
         if not isinstance(program, XdpProgram):
             key = os.fspath(program)
             if key not in loaded:
-                loaded[key] = XdpProgram.load(key)
+                loaded[key] = XdpProgram.load(key, pin_root=xdp_pin_root)
             program = loaded[key]
         return program.run(packet, repeat=repeat, **ctx)
 

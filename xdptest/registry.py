@@ -21,12 +21,14 @@ from pathlib import Path
 PREFIX = "xt"
 IFNAMSIZ = 15
 STATE_DIR = Path(os.environ.get("XDPTEST_STATE_DIR", "/run/xdptest"))
+PIN_ROOT_DIR = STATE_DIR / "bpffs"  # each private bpffs is mounted on a directory here
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 _lock = threading.Lock()
 _token = ""
 _counter: Iterator[int] = itertools.count(1)
 _owned: set[str] = set()
+_pin_roots: set[str] = set()  # private bpffs mounts (see xdptest.pins)
 
 
 def _new_token() -> None:
@@ -34,6 +36,7 @@ def _new_token() -> None:
     _token = "".join(secrets.choice(_ALPHABET) for _ in range(5))
     _counter = itertools.count(1)
     _owned.clear()
+    _pin_roots.clear()
 
 
 def _base36(n: int) -> str:
@@ -73,11 +76,12 @@ def _record_path() -> Path:
 
 def _write_record() -> None:
     path = _record_path()
-    if not _owned:
+    if not _owned and not _pin_roots:
         path.unlink(missing_ok=True)
         return
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    body = {"pid": os.getpid(), "start": _start_time(os.getpid()), "netns": sorted(_owned)}
+    body = {"pid": os.getpid(), "start": _start_time(os.getpid()), "netns": sorted(_owned),
+            "pins": sorted(_pin_roots)}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(body))
     os.replace(tmp, path)
@@ -97,6 +101,19 @@ def forget(netns_name: str) -> None:
         _write_record()
 
 
+def record_pin_root(path: str) -> None:
+    """Note, before it is mounted, that this process owns a private bpffs at ``path``."""
+    with _lock:
+        _pin_roots.add(path)
+        _write_record()
+
+
+def forget_pin_root(path: str) -> None:
+    with _lock:
+        _pin_roots.discard(path)
+        _write_record()
+
+
 def owned() -> list[str]:
     with _lock:
         return sorted(_owned)
@@ -107,8 +124,10 @@ def _is_alive(pid: int, start: str | None) -> bool:
     return current is not None and (start is None or current == start)
 
 
-def reap_dead(remove_netns: Callable[[str], None]) -> list[str]:
-    """Remove the namespaces recorded by processes that are gone; return their names."""
+def reap_dead(remove_netns: Callable[[str], None],
+              remove_pin_root: Callable[[str], None] | None = None) -> list[str]:
+    """Remove the namespaces (and private bpffs mounts, with their pins) recorded by processes
+    that are gone; return their names."""
     removed: list[str] = []
     if not STATE_DIR.is_dir():
         return removed
@@ -130,5 +149,10 @@ def reap_dead(remove_netns: Callable[[str], None]) -> list[str]:
                 with contextlib.suppress(FileNotFoundError):
                     remove_netns(str(name))
                     removed.append(str(name))
+        for root in body.get("pins", []):
+            if remove_pin_root is not None and Path(root).parent == PIN_ROOT_DIR:
+                with contextlib.suppress(OSError):
+                    remove_pin_root(str(root))
+                    removed.append(str(root))
         claimed.unlink(missing_ok=True)
     return removed

@@ -34,3 +34,12 @@ def test_global_config_example_passes(pytester: pytest.Pytester) -> None:
         shutil.copy(item, pytester.path / item.name)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
     result.assert_outcomes(passed=2)
+
+
+def test_pinned_stats_example_passes(pytester: pytest.Pytester) -> None:
+    """Two programs share a pinned map in one test; the next test starts from zero."""
+    example = ROOT / "examples" / "pinned_stats"
+    for item in example.iterdir():
+        shutil.copy(item, pytester.path / item.name)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=2)

@@ -74,12 +74,11 @@ class MapRef:
 class NativeObject:
     """An opened (and later loaded) ``struct bpf_object``."""
 
-    def __init__(self, path: str, pin_root: str | None = None) -> None:
+    def __init__(self, path: str) -> None:
         self._log = ffi.new("char[]", LOG_SIZE)
         out = ffi.new("struct bpf_object **")
         take_messages()
-        ret = lib.xt_obj_open(path.encode(), pin_root.encode() if pin_root else ffi.NULL, self._log,
-                              LOG_SIZE, out)
+        ret = lib.xt_obj_open(path.encode(), self._log, LOG_SIZE, out)
         if ret < 0:
             raise OSError(-ret, take_messages().strip() or os.strerror(-ret))
         self._obj: Any = out[0]
@@ -153,6 +152,16 @@ class NativeObject:
     @staticmethod
     def set_max_entries(ref: MapRef, max_entries: int) -> None:
         check(lib.xt_map_set_max_entries(ref.handle, max_entries), f"resizing {ref.name}")
+
+    @staticmethod
+    def pin_path(ref: MapRef) -> str | None:
+        """Where libbpf will pin the map (``LIBBPF_PIN_BY_NAME``), or None."""
+        path = lib.xt_map_pin_path(ref.handle)
+        return ffi.string(path).decode() if path != ffi.NULL else None
+
+    @staticmethod
+    def set_pin_path(ref: MapRef, path: str) -> None:
+        check(lib.xt_map_set_pin_path(ref.handle, path.encode()), f"pinning {ref.name} at {path}")
 
     @staticmethod
     def map_fd(ref: MapRef) -> int:
