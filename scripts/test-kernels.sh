@@ -52,6 +52,9 @@ subset=(
   tests/kernel/test_xsk_lifecycle.py
   --deselect tests/kernel/test_xsk_lifecycle.py::test_no_leaks_over_1000_cycles
   tests/kernel/test_traffic.py
+  tests/kernel/test_veth_peer.py
+  tests/kernel/test_pins.py
+  tests/kernel/test_global_data.py
 )
 read -r -a kernels <<< "${XDPTEST_KERNELS:-debian-6.1 debian-6.12}"
 export XDPTEST_VM_TIMEOUT=${XDPTEST_VM_TIMEOUT:-900}

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-from xdptest import caps
+from xdptest import caps, veth_peer
 from xdptest._native import bpf as _libbpf
 from xdptest._toolchain import BUILTIN_OBJECTS, cache_dir, compile_bpf, compile_flags
 from xdptest.errors import (
@@ -188,10 +188,11 @@ def _set_xdp(iface: _Iface, attrs: list[tuple[str, int]]) -> None:
 class Attachment:
     """One program attached to one interface in one mode; ``detach()`` (or ``with``) removes it."""
 
-    def __init__(self, program: XdpProgram, iface: _Iface, mode: AttachMode) -> None:
+    def __init__(self, program: XdpProgram, iface: _Iface, mode: AttachMode, keeper: bool = False) -> None:
         self.program = program
         self.iface = iface
         self.mode = mode
+        self.keeper = keeper  # the kit's XDP_PASS program on a veth peer (see xdptest.veth_peer)
         self._attached = True
 
     @property
@@ -204,6 +205,13 @@ class Attachment:
             return
         self._attached = False
         self.program._attachments.discard(self)
+        try:
+            self._detach()
+        finally:
+            if not self.keeper:
+                veth_peer.released(self)
+
+    def _detach(self) -> None:
         flags = _MODE_FLAGS[self.mode] | XDP_FLAGS_REPLACE
         try:
             _set_xdp(self.iface, [("IFLA_XDP_FD", -1), ("IFLA_XDP_EXPECTED_FD", self.program.fd),
@@ -417,15 +425,32 @@ class XdpProgram:
         if mode not in _MODE_FLAGS:
             raise ConfigError(f"attach mode {mode!r}: use 'native', 'generic' or 'offload'")
         iface = _resolve_iface(target, netns)
+        veth_peer.make_way(iface.netns, iface.ifindex)
+        try:
+            att = self._attach(iface, mode, replace)
+        except BaseException:
+            veth_peer.attach_failed(iface.netns, iface.ifindex)
+            raise
+        peer = getattr(target, "peer", None)
+        if mode == "native" and peer is not None:
+            veth_peer.needed(att, peer)
+        return att
+
+    def _attach(self, iface: _Iface, mode: AttachMode, replace: bool, keeper: bool = False) -> Attachment:
         flags = _MODE_FLAGS[mode] | (0 if replace else XDP_FLAGS_UPDATE_IF_NOEXIST)
         try:
             _set_xdp(iface, [("IFLA_XDP_FD", self.fd), ("IFLA_XDP_FLAGS", flags)])
         except Exception as exc:
             raise self._attach_error(exc, iface, mode) from None
-        att = Attachment(self, iface, mode)
+        att = Attachment(self, iface, mode, keeper)
         with self._lock:
             self._attachments.add(att)
         return att
+
+    def _attach_keeper(self, endpoint: Endpoint) -> Attachment:
+        """Attach as the kit's veth-peer keeper: natively, with none of attach()'s bookkeeping."""
+        self._check_loaded()
+        return self._attach(_resolve_iface(endpoint, None), "native", replace=False, keeper=True)
 
     def _attach_error(self, exc: Exception, iface: _Iface, mode: str) -> Exception:
         code = int(getattr(exc, "code", 0) or getattr(exc, "errno", 0) or errno.EIO)

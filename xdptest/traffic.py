@@ -27,7 +27,7 @@ from xdptest.options import TrafficOptions
 from xdptest.pcapfile import PcapngWriter
 from xdptest.report import LATENCY_KEYS, XDP_STAT_NAMES, TrafficReport
 from xdptest.signals import Terminated
-from xdptest.xsk import Umem, XskLoop, XskSocket
+from xdptest.xsk import Umem, XskLoop, XskSocket, require_attached
 
 if TYPE_CHECKING:
     from xdptest.bpf import XdpProgram
@@ -119,6 +119,8 @@ class TrafficRun:
                               f"{f'/{dst.queues}' if dst else ''} queue(s)")
         self.src, self.dst, self.options = src, dst, options
         self.templates, self.varies = build_templates(options, src, dst)
+        if rx_program is not None and dst is not None:
+            require_attached(rx_program, dst)  # before any socket or UMEM exists
         self.count = options.count
         if options.loop is not None or (options.replay_timing and options.count is None
                                         and options.duration is None):

@@ -189,6 +189,18 @@ def release_abandoned() -> int:
 atexit.register(release_abandoned)
 
 
+def require_attached(program: XdpProgram, endpoint: Endpoint) -> None:
+    """A receiving socket behind a program that runs nowhere on its interface would get nothing,
+    reported as loss with no hint: refuse it. (With some program attached - the user's, or a
+    libxdp dispatcher in front of it - the kit cannot tell, and goes ahead.)"""
+    from xdptest.bpf import attached_programs
+
+    if not attached_programs(endpoint):
+        raise ConfigError(f"{program.name} is not attached to {endpoint}, so no frame would reach the "
+                          "socket: attach it first (program.attach(endpoint)), or leave the program out "
+                          "and the kit attaches its redirect program")
+
+
 # --- the socket --------------------------------------------------------------------------------
 
 def _check_ring(name: str, size: int, allow_zero: bool = False) -> None:
@@ -382,7 +394,7 @@ class XskSocket:
             undo.callback(_interfaces.release_program, self.endpoint)
             xskmap = "xsks_map"
         elif self.rx_size:
-            self._check_attached(program)
+            require_attached(program, self.endpoint)
         self.program = program
         self._xskmap_name = self._find_xskmap(program, xskmap)
         xmap = program.maps[self._xskmap_name]
@@ -392,15 +404,6 @@ class XskSocket:
         assert self._native is not None
         xmap.update(self._xskmap_key, self._native.fd)
         undo.callback(_leave_xskmap, program, self._xskmap_name, self._xskmap_key)
-
-    def _check_attached(self, program: XdpProgram) -> None:
-        """A receiving socket behind a program that runs nowhere would get nothing, silently."""
-        from xdptest.bpf import attached_programs
-
-        if not attached_programs(self.endpoint):
-            raise ConfigError(f"{program.name} is not attached to {self.endpoint}, so no frame would reach "
-                              f"this socket: attach it first (program.attach(endpoint)), or leave program= "
-                              "out and the kit attaches its redirect program")
 
     @staticmethod
     def _find_xskmap(program: XdpProgram, name: str | None) -> str:
