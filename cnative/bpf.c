@@ -240,6 +240,14 @@ int xt_map_next_key(int fd, const void *key, void *next_key)
 	return xt_errno_of(bpf_map_get_next_key(fd, key, next_key));
 }
 
+int xt_xdp_link_create(int prog_fd, int ifindex, unsigned int flags)
+{
+	LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = flags);
+	int fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &opts);
+
+	return fd < 0 ? -errno : fd;
+}
+
 int xt_prog_info(int prog_fd, struct xt_prog_info *info)
 {
 	struct bpf_prog_info kinfo;

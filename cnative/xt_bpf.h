@@ -72,6 +72,9 @@ int xt_map_delete(int fd, const void *key);
 int xt_map_next_key(int fd, const void *key, void *next_key);
 
 int xt_prog_info(int prog_fd, struct xt_prog_info *info);
+/* BPF_LINK_CREATE for XDP (5.9+) on ifindex, in the caller's network namespace: the link's fd,
+ * or a negative errno. Closing the fd detaches the program. */
+int xt_xdp_link_create(int prog_fd, int ifindex, unsigned int flags);
 /* The name of the program with this id (16 bytes with the NUL). */
 int xt_prog_name_by_id(unsigned int id, char *name);
 int xt_prog_test_run(int prog_fd, const void *data_in, unsigned int size_in, void *data_out,

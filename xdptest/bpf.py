@@ -188,10 +188,12 @@ def _set_xdp(iface: _Iface, attrs: list[tuple[str, int]]) -> None:
 class Attachment:
     """One program attached to one interface in one mode; ``detach()`` (or ``with``) removes it."""
 
-    def __init__(self, program: XdpProgram, iface: _Iface, mode: AttachMode, keeper: bool = False) -> None:
+    def __init__(self, program: XdpProgram, iface: _Iface, mode: AttachMode, keeper: bool = False,
+                 link_fd: int = -1) -> None:
         self.program = program
         self.iface = iface
         self.mode = mode
+        self.link_fd = link_fd  # attached through a BPF link: closing it detaches
         self.keeper = keeper  # the kit's XDP_PASS program on a veth peer (see xdptest.veth_peer)
         self._attached = True
 
@@ -212,6 +214,10 @@ class Attachment:
                 veth_peer.released(self)
 
     def _detach(self) -> None:
+        if self.link_fd >= 0:
+            fd, self.link_fd = self.link_fd, -1
+            os.close(fd)
+            return
         flags = _MODE_FLAGS[self.mode] | XDP_FLAGS_REPLACE
         try:
             _set_xdp(self.iface, [("IFLA_XDP_FD", -1), ("IFLA_XDP_EXPECTED_FD", self.program.fd),
@@ -413,21 +419,25 @@ class XdpProgram:
     # --- attach -------------------------------------------------------------------------------
 
     def attach(self, target: Target, mode: AttachMode | None = None, *,
-               netns: Netns | str | None = None, replace: bool = False) -> Attachment:
+               netns: Netns | str | None = None, replace: bool = False, link: bool = False) -> Attachment:
         """Attach to an interface (an ``Endpoint``, or a name/index with ``netns=``).
 
         ``mode`` is ``native`` (driver), ``generic`` (skb) or ``offload``; default
         ``self.default_mode`` (``native``, or the ``xdp_attach_mode`` fixture's value).
         Refuses to replace a program someone else attached unless ``replace=True``.
+        ``link=True`` attaches through a BPF link (``BPF_LINK_CREATE``, Linux 5.9+), as current
+        loaders do: the program stays as long as the link, and nothing can replace it meanwhile.
         """
         self._check_loaded()
         mode = mode or self.default_mode
         if mode not in _MODE_FLAGS:
             raise ConfigError(f"attach mode {mode!r}: use 'native', 'generic' or 'offload'")
         iface = _resolve_iface(target, netns)
+        if link and replace:
+            raise ConfigError("a BPF link never replaces a program: detach the other one first, or use link=False")
         veth_peer.make_way(iface.netns, iface.ifindex)
         try:
-            att = self._attach(iface, mode, replace)
+            att = self._attach_link(iface, mode) if link else self._attach(iface, mode, replace)
         except BaseException:
             veth_peer.attach_failed(iface.netns, iface.ifindex)
             raise
@@ -447,18 +457,32 @@ class XdpProgram:
             self._attachments.add(att)
         return att
 
+    def _attach_link(self, iface: _Iface, mode: AttachMode) -> Attachment:
+        try:
+            fd = run_in_netns(iface.netns, lambda: _libbpf.xdp_link_create(self.fd, iface.ifindex, _MODE_FLAGS[mode]))
+        except OSError as exc:
+            if exc.errno == errno.EINVAL and not _xdp_state(iface):
+                raise NotSupportedError("XDP attach through a BPF link (BPF_LINK_CREATE)",
+                                        f"the kernel refused it: {exc.strerror}; use link=False", since="5.9") from None
+            raise self._attach_error(exc, iface, mode, link=True) from None
+        att = Attachment(self, iface, mode, link_fd=fd)
+        with self._lock:
+            self._attachments.add(att)
+        return att
+
     def _attach_keeper(self, endpoint: Endpoint) -> Attachment:
         """Attach as the kit's veth-peer keeper: natively, with none of attach()'s bookkeeping."""
         self._check_loaded()
         return self._attach(_resolve_iface(endpoint, None), "native", replace=False, keeper=True)
 
-    def _attach_error(self, exc: Exception, iface: _Iface, mode: str) -> Exception:
+    def _attach_error(self, exc: Exception, iface: _Iface, mode: str, link: bool = False) -> Exception:
         code = int(getattr(exc, "code", 0) or getattr(exc, "errno", 0) or errno.EIO)
         detail = str(exc.args[1]) if len(exc.args) > 1 and isinstance(exc.args[1], str) else str(exc)
         if code == errno.EBUSY or code == errno.EEXIST:
-            existing = _xdp_state(iface)
-            return AttachError(code, f"{iface} already has an XDP program attached ({existing}): "
-                                     f"{detail}; detach it first or pass replace=True")
+            existing = ", ".join(f"{_libbpf.prog_info_by_id(pid) or '?'} (id {pid}, {where})"
+                                 for where, pid in _xdp_state(iface).items()) or "one that has just left"
+            return AttachError(code, f"{iface} already has an XDP program attached: {existing}; detach it "
+                                     f"first{'' if link else ' or pass replace=True'} ({detail})")
         if code in (errno.EOPNOTSUPP, errno.EINVAL) and mode == "offload":
             return NotSupportedError("XDP offload", f"{iface} cannot run it ({detail}); offload needs "
                                      "a device with BPF offload (netdevsim, nfp) and a program loaded "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.kernel import udp
-from xdptest import AttachError, InterfaceNotFoundError, NotSupportedError, XdpAction
+from xdptest import AttachError, ConfigError, InterfaceNotFoundError, NotSupportedError, XdpAction
 from xdptest.bpf import attached_programs
 from xdptest.builtin import action_counts, set_count_action, single_counter
 
@@ -120,3 +120,31 @@ def test_multi_queue_pair_counts_on_all_queues(veth_pair, xdp_program) -> None:
         udp.send(pair.a, pair.b, rx.getsockname()[1], 30)
         assert len(udp.drain(rx, 30)) == 30
     assert action_counts(prog)[XdpAction.PASS].packets == 30
+
+
+def test_attach_through_a_bpf_link(veth_pair, xdp_program) -> None:
+    pair = veth_pair()
+    prog = xdp_program("count")
+    att = prog.attach(pair.b, mode="native", link=True)
+    assert att.link_fd >= 0 and attached_programs(pair.b) == {"native": prog.id}
+    with pair.a.udp_socket() as tx:
+        for _ in range(4):
+            tx.sendto(b"linked", (pair.b.ipv4, 9))
+    assert action_counts(prog)[XdpAction.PASS].packets == 4
+    other = xdp_program("drop")
+    named = rf"already has an XDP program attached: xt_count_prog \(id {prog.id}, native\)"
+    with pytest.raises(AttachError, match=named):
+        other.attach(pair.b, replace=True)  # a link cannot be replaced behind its owner's back
+    att.detach()
+    assert attached_programs(pair.b) == {}
+
+
+def test_a_second_program_is_refused_naming_the_one_attached(veth_pair, xdp_program) -> None:
+    pair = veth_pair()
+    first, second = xdp_program("pass"), xdp_program("drop")
+    first.attach(pair.b, mode="generic")
+    for link in (False, True):
+        with pytest.raises(AttachError, match=rf"xt_pass \(id {first.id}, generic\)"):
+            second.attach(pair.b, mode="generic", link=link)
+    with pytest.raises(ConfigError, match="a BPF link never replaces"):
+        second.attach(pair.b, link=True, replace=True)

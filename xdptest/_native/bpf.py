@@ -217,6 +217,11 @@ def prog_info(fd: int) -> ProgInfo:
     return ProgInfo(id=int(info.id), type=int(info.type), name=ffi.string(info.name).decode())
 
 
+def xdp_link_create(prog_fd: int, ifindex: int, flags: int) -> int:
+    """Attach through a BPF link (in the calling thread's namespace); the link's fd."""
+    return check(lib.xt_xdp_link_create(prog_fd, ifindex, flags), "BPF_LINK_CREATE")
+
+
 def prog_info_by_id(prog_id: int) -> str:
     """The name of a loaded program, or '' if it is gone or unreadable."""
     ret = lib.xt_prog_name_by_id(prog_id, _name_buf := ffi.new("char[16]"))
