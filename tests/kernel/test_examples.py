@@ -9,37 +9,23 @@ import pytest
 from tests.conftest import ROOT
 
 
-def test_udp_port_counter_example_passes(pytester: pytest.Pytester) -> None:
-    example = ROOT / "examples" / "udp_port_counter"
-    for item in example.iterdir():
+def run_example(pytester: pytest.Pytester, name: str) -> pytest.RunResult:
+    """Copy ``examples/NAME`` into a fresh directory and run pytest there, verbose."""
+    for item in (ROOT / "examples" / name).iterdir():
         shutil.copy(item, pytester.path / item.name)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+
+
+def test_udp_port_counter_example_passes(pytester: pytest.Pytester) -> None:
+    result = run_example(pytester, "udp_port_counter")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*native*PASSED*", "*generic*PASSED*"])
 
 
-def test_icmp_echo_example_passes(pytester: pytest.Pytester) -> None:
-    """A tutorial-style program whose UAPI headers reach glibc compiles as it is."""
-    example = ROOT / "examples" / "icmp_echo"
-    for item in example.iterdir():
-        shutil.copy(item, pytester.path / item.name)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
-    result.assert_outcomes(passed=2)
-
-
-def test_global_config_example_passes(pytester: pytest.Pytester) -> None:
-    """const volatile configuration set before load, .bss and .data read and written after."""
-    example = ROOT / "examples" / "global_config"
-    for item in example.iterdir():
-        shutil.copy(item, pytester.path / item.name)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
-    result.assert_outcomes(passed=2)
-
-
-def test_pinned_stats_example_passes(pytester: pytest.Pytester) -> None:
-    """Two programs share a pinned map in one test; the next test starts from zero."""
-    example = ROOT / "examples" / "pinned_stats"
-    for item in example.iterdir():
-        shutil.copy(item, pytester.path / item.name)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
-    result.assert_outcomes(passed=2)
+@pytest.mark.parametrize("name", [
+    "icmp_echo",  # a tutorial-style program whose UAPI headers reach glibc compiles as it is
+    "global_config",  # const volatile configuration before load, .bss and .data after
+    "pinned_stats",  # two programs share a pinned map in one test; the next test starts from zero
+])
+def test_program_example_passes(pytester: pytest.Pytester, name: str) -> None:
+    run_example(pytester, name).assert_outcomes(passed=2)
