@@ -122,6 +122,11 @@ int xt_program_set_autoload(struct bpf_program *prog, int autoload)
 	return bpf_program__set_autoload(prog, autoload != 0);
 }
 
+int xt_program_set_type(struct bpf_program *prog, int type)
+{
+	return bpf_program__set_type(prog, (enum bpf_prog_type)type);
+}
+
 int xt_obj_set_offload_ifindex(struct bpf_object *obj, unsigned int ifindex)
 {
 	struct bpf_program *prog;

@@ -384,7 +384,11 @@ class XdpProgram:
 
     @staticmethod
     def _choose(native: _libbpf.NativeObject, path: Path, program: str | None) -> _libbpf.ProgramRef:
-        programs = native.programs()
+        # Sections named the pre-1.0 way (SEC("xdp_prog"), as older tutorials write them) are no
+        # longer XDP to libbpf; they are to the kernel, so say so before the load.
+        programs = [native.set_type(p, _libbpf.BPF_PROG_TYPE_XDP)
+                    if p.type == _libbpf.BPF_PROG_TYPE_UNSPEC and p.section.startswith("xdp") else p
+                    for p in native.programs()]
         listing = ", ".join(f"{p.name} (section {p.section})" for p in programs) or "none"
         if program is not None:
             for p in programs:

@@ -26,6 +26,7 @@ def test_udp_port_counter_example_passes(pytester: pytest.Pytester) -> None:
     "icmp_echo",  # a tutorial-style program whose UAPI headers reach glibc compiles as it is
     "global_config",  # const volatile configuration before load, .bss and .data after
     "pinned_stats",  # two programs share a pinned map in one test; the next test starts from zero
+    "core_counter",  # #include "vmlinux.h" (CO-RE), the header generated from the kernel's BTF
 ])
 def test_program_example_passes(pytester: pytest.Pytester, name: str) -> None:
     run_example(pytester, name).assert_outcomes(passed=2)

@@ -21,7 +21,7 @@ def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 def test_steering_example_passes(pytester: pytest.Pytester) -> None:
     for item in (ROOT / "examples" / "steering").iterdir():
         shutil.copy(item, pytester.path / item.name)
-    _run(pytester).assert_outcomes(passed=2)
+    _run(pytester).assert_outcomes(passed=3)
 
 
 def test_xsk_fixture_splits_umem_and_socket_options(veth_pair, xsk) -> None:

@@ -170,3 +170,10 @@ def test_program_ids_and_fds_are_real(xdp_program) -> None:
     prog = xdp_program("pass")
     assert prog.id > 0
     assert os.readlink(f"/proc/self/fd/{prog.fd}") == "anon_inode:bpf-prog"
+
+
+def test_legacy_xdp_section_names_load_as_xdp(xdp_program, fixtures_dir: Path) -> None:
+    """SEC("xdp_foo"), which libbpf 1.0 stopped recognising, is still an XDP program to the kit."""
+    prog = xdp_program(fixtures_dir / "bpf" / "legacy_section.bpf.c")
+    assert (prog.name, prog.section) == ("xt_fixture_legacy", "xdp_drop_legacy")
+    assert prog.run(bytes(64)).action == XdpAction.DROP

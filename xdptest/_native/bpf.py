@@ -14,6 +14,7 @@ from typing import Any
 from xdptest._native import check as _check
 from xdptest._native import ffi, lib
 
+BPF_PROG_TYPE_UNSPEC = 0
 BPF_PROG_TYPE_XDP = 6
 BPF_MAP_TYPE_XSKMAP = 17
 PERCPU_MAP_TYPES = frozenset({5, 6, 10, 21})  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
@@ -98,6 +99,10 @@ class NativeObject:
 
     def set_autoload(self, program: ProgramRef, autoload: bool) -> None:
         check(lib.xt_program_set_autoload(program.handle, int(autoload)), "set_autoload")
+
+    def set_type(self, program: ProgramRef, prog_type: int) -> ProgramRef:
+        check(lib.xt_program_set_type(program.handle, prog_type), "set_type")
+        return ProgramRef(program.name, program.section, prog_type, program.handle)
 
     def set_offload_ifindex(self, ifindex: int) -> None:
         check(lib.xt_obj_set_offload_ifindex(self._obj, ifindex), "setting the offload device")
