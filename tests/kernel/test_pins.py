@@ -89,3 +89,22 @@ def test_the_pin_root_of_a_killed_process_is_reaped(tmp_path: Path) -> None:
     assert roots[0] in find().pin_roots  # dead owner: a leftover
     assert roots[0] in reap_leftovers()
     assert roots[0] not in leftover_roots() and not Path(roots[0]).exists()
+
+
+def test_with_a_bpffs_at_sys_fs_bpf_nothing_is_pinned_there(tmp_path: Path) -> None:
+    """Where the machine mounts bpffs at /sys/fs/bpf (here in a private mount namespace), the kit
+    still pins into its own root, and /sys/fs/bpf stays as it was."""
+    code = textwrap.dedent(f'''
+        import os
+        from xdptest import XdpProgram
+        with XdpProgram.load({str(PASS)!r}) as prog:
+            assert prog.maps["xdp_stats_map"].lookup(2) == bytes(16)
+            print("during:", sorted(n for n in os.listdir("/sys/fs/bpf") if not n.endswith(".debug")))
+    ''')
+    (tmp_path / "load.py").write_text(code)
+    script = f"mount -t bpf bpf /sys/fs/bpf && {sys.executable} {tmp_path / 'load.py'} && ls /sys/fs/bpf"
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "during: []" in done.stdout
+    assert "xdp_stats_map" not in done.stdout
