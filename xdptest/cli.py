@@ -153,8 +153,9 @@ def _check_output(path: str | None, option: str) -> None:
     try:
         with open(path, "ab"):
             pass
-    except OSError as exc:
-        raise _Usage(f"{option} {path}: cannot write it ({exc.strerror}); give a writable file") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise _Usage(f"{option} {path}: cannot write it ({why}); give a writable file") from None
     if not existed:
         os.unlink(path)
 

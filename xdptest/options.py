@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from xdptest.errors import ConfigError, RingSizeError
 from xdptest.limits import check_frame_size, check_headroom, max_frame_len
@@ -61,7 +61,23 @@ class TrafficOptions:
             object.__setattr__(self, "window", 0)  # None and 0 both mean open loop
         self.validate()
 
+    def _check_types(self) -> None:
+        """A value of the wrong type is a ConfigError naming the option, not a TypeError later."""
+        hints = get_type_hints(TrafficOptions)
+        for f in fields(self):
+            value, want = getattr(self, f.name), hints[f.name]
+            allowed = tuple(t for t in get_args(want) if isinstance(t, type)) or (
+                (get_origin(want) or want),)
+            if Literal in (get_origin(want),) or f.name in ("vary", "extra"):
+                continue
+            accepted = (*allowed, int) if float in allowed else allowed
+            wrong_bool = isinstance(value, bool) and bool not in allowed  # True is an int to Python
+            if wrong_bool or not isinstance(value, accepted):
+                kinds = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
+                raise ConfigError(f"{f.name}={value!r}: expected {kinds}")
+
     def validate(self) -> None:
+        self._check_types()
         if self.packet is not None and self.pcap is not None:
             raise ConfigError("--packet and --pcap exclude each other: choose one source of templates")
         if self.count is not None and self.count < 1:

@@ -70,3 +70,16 @@ def test_options_refuse_what_a_umem_refuses_with_the_same_words(kwargs: dict[str
     with pytest.raises(ConfigError) as by_umem:
         Umem(**kwargs)  # type: ignore[arg-type]
     assert str(by_options.value).split(" ", 1)[1] == str(by_umem.value).split(" ", 1)[1]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"count": "5"}, "count='5': expected int or None"),
+    ({"window": True}, "window=True: expected int"),
+    ({"need_wakeup": 1}, "need_wakeup=1: expected bool"),
+    ({"pcap": 3}, "pcap=3: expected str or None"),
+    ({"rate": [1]}, r"rate=\[1\]: expected float or None"),
+])
+def test_a_value_of_the_wrong_type_is_a_config_error_naming_the_option(kwargs: dict[str, object],
+                                                                       message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TrafficOptions(**kwargs)  # type: ignore[arg-type]

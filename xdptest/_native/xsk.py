@@ -375,6 +375,8 @@ class NativeXsk:
     def send_raw(self, descs: Sequence[tuple[int, int] | tuple[int, int, int]], kick: bool = True) -> int:
         """Put (addr, len[, options]) descriptors in the TX ring as they are, no checks (for tests)."""
         arr = ffi.new("struct xt_desc[]", max(len(descs), 1))
+        if any(len(desc) not in (2, 3) for desc in descs):
+            raise ConfigError("a raw descriptor is (addr, len) or (addr, len, options)")
         for i, desc in enumerate(descs):
             arr[i].addr, arr[i].len = desc[0], desc[1]
             arr[i].options = desc[2] if len(desc) > 2 else 0
