@@ -29,4 +29,4 @@ def test_udp_port_counter_example_passes(pytester: pytest.Pytester) -> None:
     "core_counter",  # #include "vmlinux.h" (CO-RE), the header generated from the kernel's BTF
 ])
 def test_program_example_passes(pytester: pytest.Pytester, name: str) -> None:
-    run_example(pytester, name).assert_outcomes(passed=2)
+    run_example(pytester, name).assert_outcomes(passed=3 if name == "icmp_echo" else 2)
