@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from xdptest import signals
 from xdptest._version import __version__
 from xdptest.errors import XdpTestError
 from xdptest.options import DEFAULT_WINDOW
@@ -190,6 +191,7 @@ def _main(args: argparse.Namespace) -> int:
         print(f"xdptest-gen: {exc}".splitlines()[0], file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
+        signals.taken(exc)
         why = str(exc) if isinstance(exc, Terminated) else "interrupted"
         print(f"xdptest-gen: {why}; everything it created was removed", file=sys.stderr)
         return EXIT_FAILED

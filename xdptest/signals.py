@@ -5,7 +5,8 @@ with SIGHUP; their default action ends the process at once and leaves its namesp
 programs behind until a later run reaps them. With :func:`terminate_like_interrupt` they raise
 :class:`Terminated` (a ``KeyboardInterrupt``) in the main thread instead, so every ``with`` block,
 ``finally`` and fixture teardown runs as it does for Ctrl-C. A second signal during that cleanup
-is ignored, so a patient sender of SIGTERM does not cut it short.
+is ignored, so a patient sender of SIGTERM does not cut it short; a raise that Python swallowed
+(in an at-fork hook, say) is raised again by :func:`check`, which long waits call.
 """
 
 from __future__ import annotations
@@ -30,8 +31,33 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-def _raise_once() -> Callable[[int, FrameType | None], None]:
-    fired = threading.Event()
+class _Pending:
+    """The signal that arrived and whether the code that cleans up has taken it."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.taken = threading.Event()
+
+
+_pending = _Pending()
+
+
+def taken(exc: BaseException) -> None:
+    """Cleanup for ``exc`` has begun (an ``except KeyboardInterrupt`` caught it): a second signal
+    must not cut it short."""
+    if isinstance(exc, Terminated):
+        _pending.taken.set()
+
+
+def check() -> None:
+    """Raise :class:`Terminated` again if a signal arrived and nothing took it. The handler's
+    raise can be swallowed where Python ignores exceptions (an at-fork hook: pyroute2 forks), so
+    long waits call this on each tick."""
+    if _pending.signum is not None and not _pending.taken.is_set():
+        raise Terminated(_pending.signum)
+
+
+def _raising_handler() -> Callable[[int, FrameType | None], None]:
     owner = os.getpid()
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -41,9 +67,9 @@ def _raise_once() -> Callable[[int, FrameType | None], None]:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        if fired.is_set():
-            return  # cleanup of the first one is under way
-        fired.set()
+        if _pending.taken.is_set():
+            return  # cleanup of an earlier one is under way
+        _pending.signum = signum
         raise Terminated(signum)
 
     return handler
@@ -55,7 +81,7 @@ def install() -> dict[int, Handler]:
     handled)."""
     if threading.current_thread() is not threading.main_thread():
         return {}
-    handler = _raise_once()
+    handler = _raising_handler()
     previous: dict[int, Handler] = {}
     for signum in TERMINATING:
         if signal.getsignal(signum) is signal.SIG_DFL:  # a handler of the caller's stays

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from xdptest import packets
+from xdptest import packets, signals
 from xdptest._native.gen import GenSpec, Verifier, percentiles
 from xdptest._version import __version__
 from xdptest.errors import ConfigError, NotSupportedError, XdpTestError
@@ -348,10 +348,15 @@ class TrafficRun:
 
     def wait(self, on_progress: Callable[[Progress], None] | None = None, interval: float = 0.1) -> None:
         """Wait for the run to end; Ctrl-C stops it early (the report then says so)."""
+        def tick() -> None:
+            signals.check()  # a stop signal whose raise was swallowed elsewhere (an at-fork hook)
+            if on_progress is not None:
+                on_progress(self.progress())
+
         try:
-            wait_for_threads(self._threads, interval,
-                             None if on_progress is None else lambda: on_progress(self.progress()))
+            wait_for_threads(self._threads, interval, tick)
         except KeyboardInterrupt as exc:
+            signals.taken(exc)
             self.interrupted = True
             self.interrupted_by = str(exc) if isinstance(exc, Terminated) else "interrupted by Ctrl-C"
             self._stop.set()
