@@ -534,14 +534,14 @@ static unsigned int xt_tx_allowance(const struct xt_loop_cfg *cfg, struct xt_loo
 }
 
 /*
- * Closed loop: may a batch go, with the receiver's count where it is? Waits briefly while the
- * window is full; gives up waiting after window_wait_ns without progress (returns 1 anyway).
+ * Closed loop: may a batch go, with the receiver's count where it is? Waits while the window is
+ * full, and 0 when the call's time ends first (the wait goes on in the next call). After
+ * window_wait_ns without progress the frames still out are given up as lost (window_lost), so
+ * a receiver that dropped some does not hold every later batch back.
  */
-static int xt_tx_window_open(const struct xt_loop_cfg *cfg, const struct xt_loop_stats *st,
+static int xt_tx_window_open(const struct xt_loop_cfg *cfg, struct xt_loop_stats *st,
 			     unsigned int batch, uint64_t end_ns)
 {
-	uint64_t waited_since = 0, seen = UINT64_MAX;
-
 	if (!cfg->window || !cfg->peer_frames)
 		return 1;
 	for (;;) {
@@ -549,15 +549,22 @@ static int xt_tx_window_open(const struct xt_loop_cfg *cfg, const struct xt_loop
 		uint64_t got = __atomic_load_n(cfg->peer_frames, __ATOMIC_RELAXED);
 		uint64_t now;
 
-		if (st->frames + batch <= got + cfg->window)
+		if (st->frames + batch <= got + st->window_lost + cfg->window) {
+			st->window_since_ns = 0;
 			return 1;
-		now = xt_now_ns();
-		if (got != seen) {
-			seen = got;
-			waited_since = now;
 		}
-		if (now - waited_since >= cfg->window_wait_ns || (end_ns && now >= end_ns))
+		now = xt_now_ns();
+		if (!st->window_since_ns || got != st->window_seen) {
+			st->window_seen = got;
+			st->window_since_ns = now;
+		}
+		if (now - st->window_since_ns >= cfg->window_wait_ns) {
+			st->window_lost = st->frames - got;
+			st->window_since_ns = 0;
 			return 1;
+		}
+		if (end_ns && now >= end_ns)
+			return 0;
 		sched_yield();
 	}
 }
@@ -573,10 +580,12 @@ int xt_tx_loop(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loop
 	do {
 		uint64_t first = st->frames;
 
-		xt_tx_window_open(cfg, st, batch, end);
 		/* The burst takes its size from the batch, so pace by lowering it. */
-		paced.batch = cfg->sched_n ? xt_sched_allowance(cfg, st, batch, end)
-					   : xt_tx_allowance(cfg, st, batch);
+		if (!xt_tx_window_open(cfg, st, batch, end))
+			paced.batch = 0;
+		else
+			paced.batch = cfg->sched_n ? xt_sched_allowance(cfg, st, batch, end)
+						   : xt_tx_allowance(cfg, st, batch);
 		ret = paced.batch ? xt_tx_burst(xsk, &paced, st) : 0;
 		if (ret < 0)
 			return ret;

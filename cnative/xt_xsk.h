@@ -3,7 +3,7 @@
  * cffi's cdef, so declarations only. Functions return 0 (or a count) on
  * success and a negative errno on failure.
  */
-#define XT_XSK_ABI 2
+#define XT_XSK_ABI 3
 
 #define XT_UMEM_UNALIGNED 1
 #define XT_UMEM_HUGEPAGES 2
@@ -155,6 +155,10 @@ struct xt_loop_stats {
 	unsigned long long gap_samples;		/* timed replay: gaps measured */
 	unsigned long long gap_err_max_ns;
 	unsigned long long gap_err_sum_ns;
+	unsigned long long window_lost;		/* closed loop: frames given up on (no receiver progress) */
+	unsigned long long window_seen;		/* closed loop: the receiver's count when the wait began */
+	unsigned long long window_since_ns;	/* closed loop: when it began (0: not waiting); kept
+						   across calls, which are shorter than the wait */
 };
 
 int xt_xsk_abi(void);

@@ -237,6 +237,7 @@ class LiveGenerator:
         self.batch_size = batch_size
         self.rate, self.count, self.duration = rate, count, duration
         self.window, self._received = window, received
+        self._window_lost = 0  # closed loop: frames given up on after the receiver stopped moving
         if any(c >= MAX_CPUS for c in chosen):
             raise ConfigError(f"cpus {chosen}: the live engine runs on CPUs below {MAX_CPUS}")
         self._config = pack_config(self.template, varies, seed, ts_every=batch_size)
@@ -387,20 +388,23 @@ class LiveGenerator:
 
     def _window_allows(self, want: int) -> int:
         """Closed loop: how many of ``want`` frames may go with the receiver where it is. Waits
-        while the window is full; after WINDOW_WAIT_S without progress there, lets a share go
-        anyway (frames the kernel dropped must not stall the sender). 0: stopping."""
+        while the window is full; after WINDOW_WAIT_S without progress there, the frames still out
+        are given up as lost, so frames the kernel dropped do not hold every later call back.
+        0: stopping."""
         assert self.window is not None and self._received is not None
         share = max(1, self.window // len(self._workers))
         seen, since = -1, time.monotonic()
         while not self._stopping():
             got = self._received()
-            room = self.window - (self.stats().sent - got)
+            sent = self.stats().sent
+            room = self.window - (sent - got - self._window_lost)
             if room >= min(want, share):
                 return min(want, room)
             now = time.monotonic()
             if got != seen:
                 seen, since = got, now
             elif now - since >= WINDOW_WAIT_S:
+                self._window_lost = sent - got
                 return min(want, share)
             time.sleep(WINDOW_POLL_S)
         return 0

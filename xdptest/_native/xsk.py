@@ -34,7 +34,8 @@ COUNTER_NAMES = ("tx_frames", "tx_bytes", "tx_kicks", "tx_kick_errors", "complet
                  "rx_bytes", "rx_kicks", "bad_rx_descs", "bad_comp_addrs", "foreign_comp_addrs",
                  "fill_shortfall")
 LOOP_STAT_NAMES = ("frames", "bytes", "verified", "mismatched", "resyncs", "bad_descs", "out_used",
-                   "out_frames", "elapsed_ns", "next_tmpl", "gap_samples", "gap_err_max_ns", "gap_err_sum_ns")
+                   "out_frames", "elapsed_ns", "next_tmpl", "gap_samples", "gap_err_max_ns", "gap_err_sum_ns",
+                   "window_lost", "window_seen", "window_since_ns")
 
 _err = errno_error
 
