@@ -536,8 +536,8 @@ static unsigned int xt_tx_allowance(const struct xt_loop_cfg *cfg, struct xt_loo
 /*
  * Closed loop: may a batch go, with the receiver's count where it is? Waits while the window is
  * full, and 0 when the call's time ends first (the wait goes on in the next call). After
- * window_wait_ns without progress the frames still out are given up as lost (window_lost), so
- * a receiver that dropped some does not hold every later batch back.
+ * window_wait_ns without progress, with nothing queued in the receiver's ring, the frames still
+ * out are given up as lost (window_lost; see struct xt_loop_cfg).
  */
 static int xt_tx_window_open(const struct xt_loop_cfg *cfg, struct xt_loop_stats *st,
 			     unsigned int batch, uint64_t end_ns)
@@ -559,9 +559,16 @@ static int xt_tx_window_open(const struct xt_loop_cfg *cfg, struct xt_loop_stats
 			st->window_since_ns = now;
 		}
 		if (now - st->window_since_ns >= cfg->window_wait_ns) {
-			st->window_lost = st->frames - got;
-			st->window_since_ns = 0;
-			return 1;
+			/* Acquire pairs with the kernel's release of the RX producer (xskq_prod_submit)
+			 * and the receiver's of its consumer: frames still queued mean a late receiver. */
+			if (cfg->peer_rx_prod && __atomic_load_n(cfg->peer_rx_prod, __ATOMIC_ACQUIRE) !=
+						 __atomic_load_n(cfg->peer_rx_cons, __ATOMIC_ACQUIRE)) {
+				st->window_since_ns = now;
+			} else {
+				st->window_lost = st->frames - got;
+				st->window_since_ns = 0;
+				return 1;
+			}
 		}
 		if (end_ns && now >= end_ns)
 			return 0;

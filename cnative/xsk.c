@@ -22,6 +22,12 @@ int xt_xsk_abi(void)
 	return XT_XSK_ABI;
 }
 
+void xt_xsk_rx_ring_words(struct xt_xsk *xsk, const unsigned int **prod, const unsigned int **cons)
+{
+	*prod = xsk->rx.producer;
+	*cons = xsk->rx.consumer;
+}
+
 /* ---- UMEM ------------------------------------------------------------------ */
 
 int xt_umem_create(unsigned int frame_size, unsigned int frames, unsigned int headroom,

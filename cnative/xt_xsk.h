@@ -116,9 +116,13 @@ struct xt_loop_cfg {
 	/* TX: packets per second (0: as fast as possible); a token bucket, batch-granular. */
 	double rate_pps;
 	/* TX closed loop: keep at most window frames sent but not yet counted at *peer_frames
-	 * (the receiver's loop counter); after window_wait_ns without progress, send anyway so
-	 * frames the kernel dropped cannot stall the sender. window 0: open loop. */
+	 * (the receiver's loop counter). After window_wait_ns without progress, and with the
+	 * receiver's RX ring empty (peer_rx_prod == peer_rx_cons: nothing queued for it), the frames
+	 * still out are given up as lost, so frames the kernel dropped cannot stall the sender; a
+	 * receiver whose ring holds frames is only late, and is waited for. window 0: open loop. */
 	const unsigned long long *peer_frames;
+	const unsigned int *peer_rx_prod;	/* NULL: no ring to look at, give up on time alone */
+	const unsigned int *peer_rx_cons;
 	unsigned long long window;
 	unsigned long long window_wait_ns;
 	/* TX capture (XT_LOOP_TX_PCAPNG): every frame sent is appended to out as a pcapng Enhanced
@@ -162,6 +166,8 @@ struct xt_loop_stats {
 };
 
 int xt_xsk_abi(void);
+/* The RX ring's shared producer and consumer words, for a closed-loop sender to watch. */
+void xt_xsk_rx_ring_words(struct xt_xsk *xsk, const unsigned int **prod, const unsigned int **cons);
 
 int xt_umem_create(unsigned int frame_size, unsigned int frames, unsigned int headroom,
 		   unsigned int flags, struct xt_umem **out);

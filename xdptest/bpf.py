@@ -423,7 +423,8 @@ class XdpProgram:
     # --- attach -------------------------------------------------------------------------------
 
     def attach(self, target: Target, mode: AttachMode | None = None, *,
-               netns: Netns | str | None = None, replace: bool = False, link: bool = False) -> Attachment:
+               netns: Netns | str | None = None, replace: bool = False, link: bool = False,
+               peer_keeper: bool = True) -> Attachment:
         """Attach to an interface (an ``Endpoint``, or a name/index with ``netns=``).
 
         ``mode`` is ``native`` (driver), ``generic`` (skb) or ``offload``; default
@@ -431,6 +432,8 @@ class XdpProgram:
         Refuses to replace a program someone else attached unless ``replace=True``.
         ``link=True`` attaches through a BPF link (``BPF_LINK_CREATE``, Linux 5.9+), as current
         loaders do: the program stays as long as the link, and nothing can replace it meanwhile.
+        ``peer_keeper=False`` leaves the other end of a kit veth pair bare (see
+        :mod:`xdptest.veth_peer`; then ``XDP_TX`` replies do not arrive there).
         """
         self._check_loaded()
         mode = mode or self.default_mode
@@ -446,7 +449,7 @@ class XdpProgram:
             veth_peer.attach_failed(iface.netns, iface.ifindex)
             raise
         peer = getattr(target, "peer", None)
-        if mode == "native" and peer is not None:
+        if mode == "native" and peer is not None and peer_keeper:
             veth_peer.needed(att, peer)
         return att
 

@@ -191,7 +191,9 @@ class LiveGenerator:
     program in the XDP dispatcher through a private namespace (see ``_make_anchor``); without it
     every kernel call costs tens of milliseconds, and slices grow to hide that.
     ``window`` with ``received`` (a function returning the receiver's frame count): closed loop,
-    at most ``window`` frames sent and not yet received, as the AF_XDP engine's ``--window``.
+    at most ``window`` frames sent and not yet received, as the AF_XDP engine's ``--window``;
+    ``receiver_queued`` (frames wait in the receiver's rings) tells a late receiver from lost
+    frames when the receiver stops moving.
     """
 
     def __init__(self, endpoint: Endpoint, templates: Sequence[Template], varies: Sequence[Vary] = (), *,
@@ -199,6 +201,7 @@ class LiveGenerator:
                  rate: float | None = None, count: int | None = None, duration: float | None = None,
                  stream_base: int = 0, seed: int = 0, anchor: bool = True,
                  window: int | None = None, received: Callable[[], int] | None = None,
+                 receiver_queued: Callable[[], bool] | None = None,
                  probe: ProbeFunc = features.probe) -> None:
         status = probe("live_frames")
         if not status.present:
@@ -238,6 +241,7 @@ class LiveGenerator:
         self.rate, self.count, self.duration = rate, count, duration
         self.window, self._received = window, received
         self._window_lost = 0  # closed loop: frames given up on after the receiver stopped moving
+        self._receiver_queued = receiver_queued
         if any(c >= MAX_CPUS for c in chosen):
             raise ConfigError(f"cpus {chosen}: the live engine runs on CPUs below {MAX_CPUS}")
         self._config = pack_config(self.template, varies, seed, ts_every=batch_size)
@@ -404,8 +408,10 @@ class LiveGenerator:
             if got != seen:
                 seen, since = got, now
             elif now - since >= WINDOW_WAIT_S:
-                self._window_lost = sent - got
-                return min(want, share)
+                since = now
+                if self._receiver_queued is None or not self._receiver_queued():
+                    self._window_lost = sent - got  # nothing queued for it: those are lost
+                    return min(want, share)
             time.sleep(WINDOW_POLL_S)
         return 0
 

@@ -197,7 +197,8 @@ class TrafficRun:
         gen = LiveGenerator(self.src, self.templates, self.varies, threads=o.queues, rate=o.rate,
                             count=self.count, duration=o.duration, seed=o.seed,
                             window=o.window if closed else None,
-                            received=self._received_total if closed else None)
+                            received=self._received_total if closed else None,
+                            receiver_queued=self._receiver_queued if closed else None)
         self._stack.callback(gen.close)
         return gen
 
@@ -237,8 +238,8 @@ class TrafficRun:
         tx_loop = XskLoop(batch=min(o.batch, 256), count=per_queue or 0, gen=gen, rate=rate,
                           tx_pcapng_bytes=TX_PCAPNG_BUFFER if self._tx_pcap else 0, pcap_interface=q,
                           schedule_ns=schedule, period_ns=period)
-        if o.window and rx_loop is not None:
-            tx_loop.follow(rx_loop, o.window)
+        if o.window and rx is not None and rx_loop is not None:
+            rx.pace(tx_loop, rx_loop, o.window)
         return _Queue(q, tx, rx, tx_loop, rx_loop, verifier)
 
     # --- threads -------------------------------------------------------------------------------
@@ -308,6 +309,10 @@ class TrafficRun:
         if self._live is not None:
             return int(self._live.stats().sent)
         return sum(q.tx_loop.frames for q in self._queues if q.tx_loop is not None)
+
+    def _receiver_queued(self) -> bool:
+        """Frames wait in a receiver's RX ring (a late receiver, not lost frames)."""
+        return any(q.rx.rings()["rx"].entries for q in self._queues if q.rx is not None and not q.rx.closed)
 
     def _received_total(self) -> int:
         return sum(q.rx_loop.frames for q in self._queues if q.rx_loop is not None)

@@ -191,10 +191,17 @@ class XskLoop:
         self._cfg: Any = cfg
         self._st: Any = ffi.new("struct xt_loop_stats *")
 
-    def follow(self, receiver: XskLoop, window: int, max_wait: float = 0.1) -> None:
-        """Closed loop (TX): keep at most ``window`` frames ahead of ``receiver``'s count; after
-        ``max_wait`` seconds without progress there, send anyway (the kernel may have dropped)."""
+    def follow(self, receiver: XskLoop, window: int, max_wait: float = 0.1,
+               receiver_socket: NativeXsk | None = None) -> None:
+        """Closed loop (TX): keep at most ``window`` frames ahead of ``receiver``'s count. After
+        ``max_wait`` seconds without progress there, and with ``receiver_socket``'s RX ring empty
+        (nothing queued for a receiver that is only late), the frames still out count as lost."""
         self._peer = receiver  # keeps the counter's memory alive
+        if receiver_socket is not None:
+            prod, cons = ffi.new("const unsigned int **"), ffi.new("const unsigned int **")
+            lib.xt_xsk_rx_ring_words(receiver_socket._p(), prod, cons)
+            self._peer_socket = receiver_socket  # keeps the ring's mapping alive
+            self._cfg.peer_rx_prod, self._cfg.peer_rx_cons = prod[0], cons[0]
         self._cfg.peer_frames = ffi.addressof(receiver._st, "frames")
         self._cfg.window = window
         self._cfg.window_wait_ns = int(max_wait * 1e9)
