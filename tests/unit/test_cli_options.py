@@ -83,3 +83,11 @@ def test_a_value_of_the_wrong_type_is_a_config_error_naming_the_option(kwargs: d
                                                                        message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         TrafficOptions(**kwargs)  # type: ignore[arg-type]
+
+
+def test_an_output_path_with_a_nul_byte_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from xdptest.cli import main
+
+    assert main(["--json", "report\0.json", "--iface", "xtnoif0"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write it" in err and len(err.strip().splitlines()) == 1
