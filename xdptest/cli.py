@@ -20,7 +20,6 @@ from xdptest import signals
 from xdptest._version import __version__
 from xdptest.errors import XdpTestError
 from xdptest.options import DEFAULT_WINDOW
-from xdptest.signals import Terminated, terminate_like_interrupt
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_COUNT = 1_000_000
@@ -163,7 +162,7 @@ def _check_output(path: str | None, option: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    with terminate_like_interrupt():
+    with signals.terminate_like_interrupt():
         return _main(args)
 
 
@@ -192,7 +191,7 @@ def _main(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
         signals.taken(exc)
-        why = str(exc) if isinstance(exc, Terminated) else "interrupted"
+        why = str(exc) if isinstance(exc, signals.Terminated) else "interrupted"
         print(f"xdptest-gen: {why}; everything it created was removed", file=sys.stderr)
         return EXIT_FAILED
 

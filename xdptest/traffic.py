@@ -26,7 +26,6 @@ from xdptest.limits import max_frame_len
 from xdptest.options import TrafficOptions
 from xdptest.pcapfile import PcapngWriter
 from xdptest.report import LATENCY_KEYS, XDP_STAT_NAMES, TrafficReport
-from xdptest.signals import Terminated
 from xdptest.xsk import Umem, XskLoop, XskSocket, require_attached
 
 if TYPE_CHECKING:
@@ -138,8 +137,7 @@ class TrafficRun:
         self._started = 0.0
         self._tx_elapsed = 0.0
         self._capture = capture
-        self.interrupted = False
-        self.interrupted_by = ""
+        self.interrupted_by = ""  # what stopped the run early ("" while it ran to its end)
         self.notes: list[str] = []
         self._live: Any = None
         self.engine = self._choose_engine()
@@ -362,8 +360,7 @@ class TrafficRun:
             wait_for_threads(self._threads, interval, tick)
         except KeyboardInterrupt as exc:
             signals.taken(exc)
-            self.interrupted = True
-            self.interrupted_by = str(exc) if isinstance(exc, Terminated) else "interrupted by Ctrl-C"
+            self.interrupted_by = str(exc) if isinstance(exc, signals.Terminated) else "interrupted by Ctrl-C"
             self._stop.set()
             self._senders_done.set()
             for t in self._threads:
@@ -371,6 +368,10 @@ class TrafficRun:
         for q in self._queues:
             if q.errors:
                 raise q.errors[0]
+
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.interrupted_by)
 
     def stop(self) -> None:
         self._stop.set()
