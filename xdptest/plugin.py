@@ -50,10 +50,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("xdptest", "xdptest: XDP and AF_XDP testing")
     group.addoption(
         "--xdptest-kernel", dest="xdptest_kernel", metavar="KERNEL", default=None,
-        help="run the session inside a guest booting KERNEL: debian-6.1, debian-6.12, or the path "
-             "of a kernel image (KVM where it can boot it, emulation otherwise)",
+        help="run the session inside a guest booting KERNEL: debian-5.10, debian-6.1, debian-6.12, "
+             "debian-latest, or the path of a kernel image (KVM where it can boot it, emulation otherwise); "
+             "several, separated by commas, run every test on every kernel (one pytest-xdist worker per guest)",
     )
     parser.addini("xdptest_kernel", "default for --xdptest-kernel", default="")
+    group.addoption(
+        "--xdptest-matrix-json", dest="xdptest_matrix_json", metavar="FILE", default=None,
+        help="with several --xdptest-kernel kernels: write every test's outcome per kernel and one summary "
+             "per kernel to FILE as JSON",
+    )
     group.addoption(
         "--xdptest-keep", dest="xdptest_keep", action="store_true", default=None,
         help="keep the namespaces of a failed test for inspection and print how to enter them "
@@ -75,9 +81,15 @@ def _kernel_option(config: pytest.Config) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
-    """With --xdptest-kernel, the whole session runs in a guest and its exit status is ours."""
+    """With --xdptest-kernel, the whole session runs in a guest and its exit status is ours; with
+    several kernels, each guest is an xdist worker that runs every test."""
     kernel = _kernel_option(config)
     if not kernel or os.environ.get("XDPTEST_IN_GUEST"):
+        return None
+    if "," in kernel:
+        from xdptest.plugin_matrix import kernel_names, start_matrix
+
+        start_matrix(config, kernel_names(kernel), config.getoption("xdptest_matrix_json"))
         return None
     from xdptest.plugin_guest import run_pytest_in_guest
 
@@ -85,6 +97,10 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("XDPTEST_IN_GUEST") and hasattr(config, "workerinput"):
+        from xdptest.plugin_matrix import configure_worker
+
+        configure_worker(config)
     config.addinivalue_line(
         "markers", "kernel: needs root and a kernel with XDP; creates real namespaces and programs"
     )
@@ -128,6 +144,9 @@ def _environment_lines() -> list[str]:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Cheap for every session: the kernel release. The probed features follow once the session
     turns out to use the kit (an ``--xdptest-*`` option here, a fixture or marker after collection)."""
+    kernel = _kernel_option(config)
+    if kernel and not os.environ.get("XDPTEST_IN_GUEST"):  # the tests run in guests, not on this kernel
+        return [f"xdptest: every test runs on each of: {kernel} (one guest worker per kernel)"]
     lines = [f"xdptest: kernel {platform.release()}, euid {os.geteuid()}"]
     if _kit_options_given(config):
         config.stash[_probed_key] = True
@@ -169,7 +188,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             if status.required_by_kernel:
                 pytest.fail(f"kernel {platform.release()} should have {name} (Linux {status.since}+), "
                             f"but the probe says: {status.reason}", pytrace=False)
-            pytest.skip(f"{name} not available: {status.reason}")
+            since = f" (Linux {status.since}+)" if status.since else ""
+            pytest.skip(f"{name}{since} not available on {platform.release()}: {status.reason}")
 
 
 def _artifacts_root(config: pytest.Config) -> str | None:

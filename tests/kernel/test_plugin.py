@@ -72,7 +72,7 @@ def test_requires_feature_skips_with_the_reason(pytester: pytest.Pytester) -> No
     result = _run(pytester, "-rs")
     outcome = result.parseoutcomes()
     if "skipped" in outcome:
-        result.stdout.fnmatch_lines(["*hugepages not available: *nr_hugepages*"])
+        result.stdout.fnmatch_lines(["*hugepages not available on *: *nr_hugepages*"])
     assert outcome.get("passed", 0) >= 1
 
 

@@ -9,6 +9,12 @@ to run the command. Directories named as writable are shared read-write at the s
 reports written there reach the host. The command's output goes through a virtio console to the
 host's standard output; the kernel's console goes to a log whose end is shown when the guest dies.
 
+With ``GuestRun.stdio`` the command's standard input and output are instead a raw byte stream to
+the host process's own standard input and output (a virtio serial port, which has no terminal
+line discipline), and the command's other output goes to the host's standard error: that makes a
+guest an ``execnet`` popen gateway, which is how ``pytest --xdptest-kernel A,B`` makes each guest
+a pytest-xdist worker.
+
 Accelerator: KVM where ``/dev/kvm`` exists and a probe boot shows that it can boot this kernel
 (the answer is cached per host and kernel), otherwise emulation (TCG), 10-15 times slower.
 """
@@ -24,6 +30,7 @@ import re
 import selectors
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,6 +48,7 @@ EXIT_GUEST_DIED = 125  # the guest stopped without reporting the command's statu
 EXIT_INTERRUPTED = 130
 INITRD_MODULES = ("virtio_pci", "virtio_console", "virtio_rng", "9pnet_virtio", "9p", "overlay")
 RUN_DIR = "/run/xdptest-vm"  # in the guest: the command script and its exit status
+STDIO_PORT = "xdptest.stdio"  # the virtio serial port that carries GuestRun.stdio
 BUSYBOX = ("/bin/busybox", "/usr/bin/busybox")
 QBOOT = "/usr/share/qemu/qboot.rom"
 HIDDEN = ("/tmp", "/run", "/var/tmp", "/dev", "/proc", "/sys")  # the guest mounts its own there
@@ -66,6 +74,7 @@ class GuestRun:
     tty: bool = False  # the command's output goes to a terminal in the guest (else a pipe)
     memory_mb: int = 2048
     cpus: int = 2
+    stdio: bool = False  # the command's stdin/stdout are the host's, as a raw byte stream
 
 
 def _busybox() -> str:
@@ -202,8 +211,16 @@ def guest_script(run: GuestRun) -> str:
         if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             lines.append(f"export {key}={shlex.quote(value)}")
     status = f"{RUN_DIR}/status"
-    lines += [f"cd {shlex.quote(run.cwd)} || {{ echo 126 > {status}; exit 126; }}", shlex.join(run.argv),
-              f"rc=$?; echo $rc > {status}.tmp && mv {status}.tmp {status}; exit $rc"]
+    lines.append(f"cd {shlex.quote(run.cwd)} || {{ echo 126 > {status}; exit 126; }}")
+    if run.stdio:  # no udev in the guest: find the port's device by its name in sysfs
+        lines += ["port=", "for p in /sys/class/virtio-ports/*; do",
+                  f'  [ "$(cat "$p/name" 2>/dev/null)" = {STDIO_PORT} ] && port=/dev/${{p##*/}}', "done",
+                  f'[ -n "$port" ] || {{ echo "xdptest-vm: no {STDIO_PORT} port" >&2; exit 125; }}',
+                  'exec 3<>"$port"',  # a port opens once: one descriptor for both directions
+                  f'{shlex.join(run.argv)} <&3 >&3 3>&-']
+    else:
+        lines.append(shlex.join(run.argv))
+    lines.append(f"rc=$?; echo $rc > {status}.tmp && mv {status}.tmp {status}; exit $rc")
     return "\n".join(lines) + "\n"
 
 
@@ -214,7 +231,9 @@ def _fsdev(tag: str, path: str, readonly: bool) -> list[str]:
 
 
 def qemu_argv(kernel: Kernel, initrd: Path, run_dir: Path, console: Path, shares: Sequence[tuple[str, str, bool]],
-              accel: str, memory_mb: int, cpus: int) -> list[str]:
+              accel: str, memory_mb: int, cpus: int, output_fifo: Path | None = None) -> list[str]:
+    """QEMU's command line. The command's output goes to QEMU's standard output, or with
+    ``output_fifo`` to that FIFO, QEMU's standard input and output then carrying the stdio port."""
     argv = [qemu_binary(), "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
             "-m", str(memory_mb), "-smp", str(cpus)]
     if accel == "kvm":
@@ -226,9 +245,13 @@ def qemu_argv(kernel: Kernel, initrd: Path, run_dir: Path, console: Path, shares
     argv += ["-kernel", str(kernel.image), "-initrd", str(initrd),
              "-append", "console=ttyS0 panic=-1 oops=panic loglevel=5 net.ifnames=0 rdinit=/init "
                         "mitigations=off tsc=reliable no_timer_check",
-             "-serial", f"file:{console}", "-monitor", "none",
-             "-device", "virtio-serial-pci", "-chardev", "stdio,id=out,signal=off",
-             "-device", "virtconsole,chardev=out", "-device", "virtio-rng-pci"]
+             "-serial", f"file:{console}", "-monitor", "none", "-device", "virtio-serial-pci"]
+    if output_fifo is None:
+        argv += ["-chardev", "stdio,id=out,signal=off"]
+    else:
+        argv += ["-chardev", f"pipe,id=out,path={output_fifo}",
+                 "-chardev", "stdio,id=stdio,signal=off", "-device", f"virtserialport,chardev=stdio,name={STDIO_PORT}"]
+    argv += ["-device", "virtconsole,chardev=out", "-device", "virtio-rng-pci"]
     argv += _fsdev("xdptest-root", "/", True)
     argv += _fsdev("xdptest-run", str(run_dir), False)
     if kernel.modules is not None:
@@ -280,8 +303,14 @@ def boot(kernel: Kernel, run: GuestRun, accel: str, out: BinaryIO | None = None,
         initrd = work / "initrd.cpio"
         build_initramfs(kernel, [(t, p) for t, p, _ in shares], initrd, tty=run.tty)
         console = work / "console.log"
-        argv = qemu_argv(kernel, initrd, run_dir, console, shares, accel, run.memory_mb, run.cpus)
-        status, qemu_err = _supervise(argv, run.timeout, out, run_dir / "status")
+        fifo = None
+        if run.stdio:  # QEMU's pipe chardev writes PATH.out (and opens PATH.in)
+            fifo = work / "output"
+            for end in (".in", ".out"):
+                os.mkfifo(f"{fifo}{end}", 0o600)
+            out = sys.stderr.buffer
+        argv = qemu_argv(kernel, initrd, run_dir, console, shares, accel, run.memory_mb, run.cpus, fifo)
+        status, qemu_err = _supervise(argv, run.timeout, out, run_dir / "status", fifo)
         if report and status in (EXIT_TIMEOUT, EXIT_GUEST_DIED):
             if qemu_err.strip():
                 sys.stderr.write(qemu_err.decode(errors="replace"))
@@ -294,22 +323,43 @@ def boot(kernel: Kernel, run: GuestRun, accel: str, out: BinaryIO | None = None,
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _supervise(argv: list[str], timeout: float, out: BinaryIO, status_file: Path) -> tuple[int, bytes]:
+def _die_with_parent() -> None:
+    """In QEMU's child process before exec: a SIGKILL when the process that started it dies, so a
+    killed ``xdptest-vm`` (or pytest-xdist killing a gateway) never leaves a guest running."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
+def _supervise(argv: list[str], timeout: float, out: BinaryIO, status_file: Path,
+               output_fifo: Path | None = None) -> tuple[int, bytes]:
+    """Run QEMU, copy the command's output to ``out`` and collect QEMU's own messages.
+
+    The output comes from QEMU's standard output, or with ``output_fifo`` from that FIFO (QEMU's
+    standard input and output are then this process's own, untouched: the stdio port).
+    """
+    stdio = output_fifo is not None
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(argv, stdin=None if stdio else subprocess.DEVNULL,
+                                stdout=None if stdio else subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True, preexec_fn=_die_with_parent)
     except OSError as exc:
         raise GuestError(exc.errno or 2, f"cannot start {argv[0]}: {exc.strerror}") from None
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stderr is not None
+    # Read and write ends both held here: the FIFO never reads as ended before QEMU opens it.
+    output_fd = (os.open(f"{output_fifo}.out", os.O_RDWR | os.O_NONBLOCK) if stdio
+                 else (proc.stdout.fileno() if proc.stdout else -1))
     deadline = time.monotonic() + timeout
     err = b""
     timed_out = False
     try:
         with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
+            sel.register(output_fd, selectors.EVENT_READ)
             sel.register(proc.stderr, selectors.EVENT_READ)
-            open_streams = 2
-            while open_streams:
+            # Until both streams end; the FIFO never ends, so there QEMU's standard error decides.
+            waiting = {proc.stderr.fileno()} | (set() if stdio else {output_fd})
+            while waiting:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     timed_out = True
@@ -318,12 +368,17 @@ def _supervise(argv: list[str], timeout: float, out: BinaryIO, status_file: Path
                     chunk = os.read(key.fd, 65536)
                     if not chunk:
                         sel.unregister(key.fileobj)
-                        open_streams -= 1
-                    elif key.fileobj is proc.stdout:
+                        waiting.discard(key.fd)
+                    elif key.fd == output_fd:
                         out.write(chunk)
                         out.flush()
                     else:
                         err += chunk
+            if stdio:
+                with contextlib.suppress(BlockingIOError):
+                    while chunk := os.read(output_fd, 65536):
+                        out.write(chunk)
+                out.flush()
         if not timed_out:
             proc.wait(max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
@@ -333,8 +388,11 @@ def _supervise(argv: list[str], timeout: float, out: BinaryIO, status_file: Path
         return EXIT_INTERRUPTED, err
     finally:
         _stop(proc)
-        proc.stdout.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
         proc.stderr.close()
+        if stdio:
+            os.close(output_fd)
     if timed_out:
         return EXIT_TIMEOUT, err
     with contextlib.suppress(OSError, ValueError):

@@ -68,8 +68,11 @@ def _hidden_in_guest(path: str) -> bool:
 
 def run_in_guest(kernel: str, argv: Sequence[str], *, cwd: str | None = None, writable: Sequence[str] = (),
                  timeout: float = DEFAULT_TIMEOUT, env: Mapping[str, str] | None = None,
-                 refresh: bool = False, memory_mb: int = 2048, cpus: int = 2) -> int:
+                 refresh: bool = False, memory_mb: int = 2048, cpus: int = 2, stdio: bool = False) -> int:
     """Boot ``kernel``, run ``argv`` in it, return its exit status (or 124/125/130).
+
+    With ``stdio`` the command's standard input and output are this process's own, as a raw byte
+    stream (an execnet gateway's channel), and its other output goes to standard error.
 
     Raises ``XdpTestError`` (with a message naming the remedy) where the kernel or QEMU cannot be
     had.
@@ -78,11 +81,12 @@ def run_in_guest(kernel: str, argv: Sequence[str], *, cwd: str | None = None, wr
     if not argv:
         raise ConfigError("no command to run in the guest")
     with terminate_like_interrupt():  # SIGTERM stops downloads and the guest, and cleans up
-        return _run_in_guest(spec, argv, cwd, writable, timeout, env, refresh, memory_mb, cpus)
+        return _run_in_guest(spec, argv, cwd, writable, timeout, env, refresh, memory_mb, cpus, stdio)
 
 
 def _run_in_guest(spec: KernelSpec, argv: Sequence[str], cwd: str | None, writable: Sequence[str],
-                  timeout: float, env: Mapping[str, str] | None, refresh: bool, memory_mb: int, cpus: int) -> int:
+                  timeout: float, env: Mapping[str, str] | None, refresh: bool, memory_mb: int, cpus: int,
+                  stdio: bool) -> int:
     say = _stderr_line
     started = time.monotonic()
     prepared = prepare(spec, refresh=refresh, log=say)
@@ -99,15 +103,16 @@ def _run_in_guest(spec: KernelSpec, argv: Sequence[str], cwd: str | None, writab
     ro = [p for p in ro if not _under_any(p, [q for q in ro if q != p])]  # a share covers what is below it
     say(f"xdptest-vm: {spec.name if spec.image is None else 'kernel'} {prepared.release} "
         f"({'KVM' if accel == 'kvm' else 'TCG emulation'}; kernel ready in {prep_s:.1f} s)")
-    guest = dict(guest_env() if env is None else env)
+    guest = dict(guest_env(tty=False if stdio else None) if env is None else env)
     if prepared.netdevsim:
         guest["XDPTEST_GUEST_NETDEVSIM"] = "1"  # its absence in the guest is then a failure
     run = GuestRun(argv=list(argv), cwd=cwd, env=guest,
-                   writable=rw, readable=ro, timeout=timeout, tty=sys.stdout.isatty(),
-                   memory_mb=memory_mb, cpus=cpus)
+                   writable=rw, readable=ro, timeout=timeout, tty=not stdio and sys.stdout.isatty(),
+                   memory_mb=memory_mb, cpus=cpus, stdio=stdio)
     started = time.monotonic()
     status = boot(prepared, run, accel)
-    say(f"xdptest-vm: guest exited with status {status} after {time.monotonic() - started:.1f} s")
+    if status or not stdio:  # a gateway's normal end says nothing: it would land amid the worker's reports
+        say(f"xdptest-vm: guest exited with status {status} after {time.monotonic() - started:.1f} s")
     return status
 
 
@@ -143,6 +148,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
     p.add_argument("--refresh", action="store_true",
                    help="look for a newer Debian kernel instead of using the cached one")
+    p.add_argument("--stdio", action="store_true",
+                   help="connect COMMAND's standard input and output to this command's, as a raw byte stream "
+                        "(its other output goes to standard error): a guest as an execnet/pytest-xdist gateway, "
+                        "e.g. --tx 'popen//python=xdptest-vm --stdio --kernel debian-6.12 -- python3'")
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments")
     return p
 
@@ -162,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return run_in_guest(ns.kernel, command, writable=ns.rw, timeout=ns.timeout, refresh=ns.refresh,
-                            memory_mb=ns.memory, cpus=ns.cpus)
+                            memory_mb=ns.memory, cpus=ns.cpus, stdio=ns.stdio)
     except (XdpTestError, OSError) as exc:
         sys.stderr.write(f"xdptest-vm: {exc}\n")
         return 2
