@@ -54,6 +54,7 @@ class KernelColumn:
     collected: int | None = None
     outcomes: dict[str, str] = field(default_factory=dict)  # node id -> outcome
     down: str | None = None  # why the guest went down early
+    python: str = ""  # the gateway's python: the xdptest-vm command that boots this kernel
 
     def counts(self) -> Counter[str]:
         return Counter(self.outcomes.values())
@@ -82,8 +83,11 @@ class KernelMatrix:
         self.session = session
 
     def _column(self, node: Any) -> KernelColumn | None:
-        gateway = getattr(node, "gateway", None)
-        return self.columns.get(str(getattr(gateway, "id", "")))
+        """The kernel of a worker: by its gateway's command, which a replacement for a crashed
+        worker shares (execnet gives the replacement another id)."""
+        spec = getattr(getattr(node, "gateway", None), "spec", None)
+        python = getattr(spec, "python", None)
+        return next((c for c in self.columns.values() if c.python == python), None)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -117,7 +121,7 @@ class KernelMatrix:
             return
         output = getattr(node, "workeroutput", None) or {}
         column.release = str(output.get("xdptest_release", column.release))
-        if error:
+        if error and not column.down:
             column.down = str(error).strip().splitlines()[-1] if str(error).strip() else "no reason given"
 
     def summary_lines(self) -> list[str]:
@@ -173,9 +177,11 @@ def start_matrix(config: pytest.Config, kernels: list[str], json_path: str | Non
     if config.getoption("usepdb", False):
         raise pytest.UsageError("--pdb cannot follow tests into several guests: give one kernel")
     from xdptest.vm.boot import choose_accel
+    from xdptest.vm.hostpkgs import GUEST_PACKAGES, ensure_host_packages
     from xdptest.vm.kernels import KernelSpec, prepare
 
     try:
+        ensure_host_packages("booting guests", _stderr_line, GUEST_PACKAGES)
         specs = [KernelSpec.parse(k) for k in kernels]
         prepared = [prepare(s, refresh=bool(os.environ.get("XDPTEST_VM_REFRESH")), log=_stderr_line) for s in specs]
         accels = [choose_accel(p) for p in prepared]  # each guest says which it got
@@ -187,7 +193,7 @@ def start_matrix(config: pytest.Config, kernels: list[str], json_path: str | Non
     artifacts = config.getoption("xdptest_artifacts", None) or config.getini("xdptest_artifacts")
     if artifacts:
         extra += ["--rw", os.path.join(str(config.invocation_params.dir), str(artifacts))]
-    tx = []
+    tx, pythons = [], []
     for spec, label, accel in zip(specs, labels, accels, strict=True):
         # Under emulation every guest is CPU-bound: share the host's CPUs between them.
         cpus = 2 if accel == "kvm" else max(1, min(2, (os.cpu_count() or 2) // len(specs)))
@@ -196,11 +202,12 @@ def start_matrix(config: pytest.Config, kernels: list[str], json_path: str | Non
         if "//" in python:
             raise pytest.UsageError(f"--xdptest-kernel: {python!r} holds '//', which xdist's --tx cannot carry")
         tx.append(f"popen//id={label}//python={python}")
+        pythons.append(python)
     config.option.tx = tx
     config.option.dist = "each"
     config.option.numprocesses = None  # the guests are the workers (xdist would turn -n into local ones)
-    columns = {label: KernelColumn(label, spec.name, prepared_kernel.release)
-               for label, spec, prepared_kernel in zip(labels, specs, prepared, strict=True)}
+    columns = {label: KernelColumn(label, spec.name, prepared_kernel.release, python=python)
+               for label, spec, prepared_kernel, python in zip(labels, specs, prepared, pythons, strict=True)}
     config.pluginmanager.register(KernelMatrix(config, columns, json_path), "xdptest-kernel-matrix")
 
 

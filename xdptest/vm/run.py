@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -34,8 +35,10 @@ from xdptest.vm.boot import (
     GuestRun,
     boot,
     choose_accel,
+    signal_on_parent_death,
 )
-from xdptest.vm.kernels import KernelSpec, prepare
+from xdptest.vm.hostpkgs import GUEST_PACKAGES, ensure_host_packages, missing_packages
+from xdptest.vm.kernels import KernelSpec, format_kernels, list_kernels, prepare
 
 __all__ = ["DEFAULT_TIMEOUT", "EXIT_GUEST_DIED", "EXIT_INTERRUPTED", "EXIT_TIMEOUT", "guest_env", "main",
            "run_in_guest"]
@@ -88,6 +91,11 @@ def _run_in_guest(spec: KernelSpec, argv: Sequence[str], cwd: str | None, writab
                   timeout: float, env: Mapping[str, str] | None, refresh: bool, memory_mb: int, cpus: int,
                   stdio: bool) -> int:
     say = _stderr_line
+    if stdio:  # a gateway: its controller may die without a word (SIGKILL); the guest goes with it
+        signal_on_parent_death(signal.SIGTERM)
+        if os.getppid() == 1:
+            raise ConfigError("the process that started this gateway is gone")
+    ensure_host_packages(f"booting a guest ({spec.name})", say, GUEST_PACKAGES)
     started = time.monotonic()
     prepared = prepare(spec, refresh=refresh, log=say)
     prep_s = time.monotonic() - started
@@ -136,9 +144,11 @@ def _parser() -> argparse.ArgumentParser:
                f"(the end of its kernel console is printed); {EXIT_INTERRUPTED} interrupted; 2 bad usage or "
                "no kernel/QEMU. Cache: $XDPTEST_CACHE. XDPTEST_VM_ACCEL=kvm|tcg forces the accelerator.",
     )
-    p.add_argument("--kernel", required=True, metavar="KERNEL",
-                   help="debian-6.1, debian-6.12, or the path of a kernel image (modules in lib/modules/RELEASE "
-                        "beside or above it)")
+    p.add_argument("--kernel", metavar="KERNEL",
+                   help="debian-5.10, debian-6.1, debian-6.12, debian-latest, or the path of a kernel image or of "
+                        "an unpacked kernel package (modules in lib/modules/RELEASE or usr/lib/modules/RELEASE)")
+    p.add_argument("--list", action="store_true",
+                   help="list the named kernels, which of them the cache holds, and what this host lacks to boot them")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
                    help=f"stop the guest after S seconds (exit {EXIT_TIMEOUT}); default {DEFAULT_TIMEOUT:.0f}")
     p.add_argument("--rw", action="append", default=[], metavar="DIR",
@@ -156,9 +166,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _list() -> int:
+    for line in format_kernels(list_kernels()):
+        print(line)
+    missing = missing_packages(GUEST_PACKAGES)
+    print("host: " + (f"lacks {' '.join(missing)} (installed on first use when run as root)" if missing
+                      else "has what the guests need") + "; kernels by path work too (--kernel PATH)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     ns = parser.parse_args(argv)
+    if ns.list:
+        return _list()
+    if not ns.kernel:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write("xdptest-vm: error: --kernel KERNEL is required (or --list)\n")
+        return 2
     command = list(ns.command)
     if command and command[0] == "--":
         command = command[1:]

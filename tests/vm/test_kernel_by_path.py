@@ -1,0 +1,100 @@
+"""On the host: a kernel given by path as ``dpkg-deb -x`` unpacks its packages boots as it is.
+
+The trees are laid out from the cached Debian kernels the way their packages unpack, without
+``modules.dep`` (depmod runs only when a package is installed): the old layout
+(``boot/vmlinuz-RELEASE`` with ``lib/modules/RELEASE``, as bullseye's ``linux-image`` package) and
+the split one (``usr/lib/modules/RELEASE/vmlinuz`` with the modules beside it, as sid's
+``linux-binary`` and ``linux-modules``), given by image path and by directory. Each boots a real
+guest, so it runs only where that kernel is in the cache; elsewhere it skips and says so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xdptest.vm.boot import choose_accel
+from xdptest.vm.kernels import Kernel, KernelSpec, cached_kernel
+
+INDEXES = ("modules.dep", "modules.dep.bin", "modules.alias", "modules.alias.bin", "modules.symbols",
+           "modules.symbols.bin", "modules.softdep", "modules.devname", "modules.builtin.bin",
+           "modules.builtin.alias.bin", "modules.weakdep")
+
+
+def _cached(name: str) -> Kernel:
+    if os.environ.get("XDPTEST_IN_GUEST"):
+        pytest.skip("runs on the host: it boots a guest")
+    if not shutil.which("qemu-system-x86_64"):
+        pytest.skip("qemu-system-x86_64 missing (apt-get install qemu-system-x86)")
+    kernel = cached_kernel(KernelSpec.parse(name))
+    if kernel is None or kernel.modules is None:
+        pytest.skip(f"no {name} guest kernel in the cache yet (scripts/test-kernels.sh prepares it)")
+    return kernel
+
+
+def _link(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _unpacked_modules(kernel: Kernel, dest: Path) -> None:
+    assert kernel.modules is not None
+    shutil.copytree(kernel.modules, dest, copy_function=_link, dirs_exist_ok=True,
+                    ignore=lambda d, names: [n for n in names if Path(d) == kernel.modules and n in INDEXES])
+    assert not (dest / "modules.dep").exists()
+
+
+def _boot(kernel_arg: str, kernel: Kernel, cache: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, XDPTEST_CACHE=str(cache), XDPTEST_VM_ACCEL=choose_accel(kernel))
+    return subprocess.run([sys.executable, "-m", "xdptest.vm", "--kernel", kernel_arg, "--timeout", "300", "--",
+                           "sh", "-c", "uname -r; modprobe veth && ip link add a type veth peer name b && echo veth"],
+                          capture_output=True, text=True, timeout=400, env=env, check=False)
+
+
+def test_an_unpacked_image_package_boots(tmp_path: Path) -> None:
+    kernel = _cached("debian-5.10")
+    root = tmp_path / "linux-image"
+    image = root / "boot" / f"vmlinuz-{kernel.release}"
+    image.parent.mkdir(parents=True)
+    _link(str(kernel.image), str(image))
+    _unpacked_modules(kernel, root / "lib/modules" / kernel.release)
+    proc = _boot(str(image), kernel, tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [kernel.release, "veth"]
+    by_path = tmp_path / "cache" / "by-path"
+    indexed = list(by_path.glob(f"{kernel.release}-*/lib/modules/{kernel.release}/modules.dep"))
+    assert len(indexed) == 1, "depmod ran on a copy in the cache"
+    assert not (root / "lib/modules" / kernel.release / "modules.dep").exists(), "the user's tree is untouched"
+
+
+def test_an_unpacked_split_package_boots_by_directory(tmp_path: Path) -> None:
+    kernel = _cached("debian-latest")
+    root = tmp_path / "linux-binary"
+    modules = root / "usr/lib/modules" / kernel.release
+    _unpacked_modules(kernel, modules)
+    _link(str(kernel.image), str(modules / "vmlinuz"))
+    proc = _boot(str(root), kernel, tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [kernel.release, "veth"]
+
+
+def test_a_tree_without_the_guest_modules_is_refused_before_booting(tmp_path: Path) -> None:
+    kernel = _cached("debian-5.10")
+    root = tmp_path / "linux-image"
+    image = root / "boot" / f"vmlinuz-{kernel.release}"
+    image.parent.mkdir(parents=True)
+    _link(str(kernel.image), str(image))
+    modules = root / "lib/modules" / kernel.release
+    _unpacked_modules(kernel, modules)
+    shutil.rmtree(modules / "kernel/fs/9p")
+    proc = _boot(str(image), kernel, tmp_path / "cache")
+    assert proc.returncode == 2, proc.stderr
+    assert "9p" in proc.stderr and "CONFIG_9P_FS" in proc.stderr
+    assert "guest exited" not in proc.stderr
