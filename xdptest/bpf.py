@@ -522,6 +522,9 @@ class XdpProgram:
         except OSError as exc:
             if exc.errno == errno.EPERM:
                 raise PermissionDeniedError("BPF_PROG_TEST_RUN needs CAP_BPF (run as root)") from None
+            if ingress_ifindex is not None or rx_queue is not None:  # an xdp_md context came with 5.15
+                raise NotSupportedError("BPF_PROG_TEST_RUN with an XDP context (ingress_ifindex, rx_queue)",
+                                        f"the kernel refused: {exc.strerror}", since="5.15") from None
             raise NotSupportedError("BPF_PROG_TEST_RUN", f"the kernel refused: {exc.strerror}") from None
         try:
             action: XdpAction | int = XdpAction(raw.retval)

@@ -23,6 +23,7 @@ XDP_MMAP_OFFSETS = 1
 SO_PREFER_BUSY_POLL = 69
 MAP_HUGETLB = 0x40000
 BPF_F_TEST_XDP_LIVE_FRAMES = 2
+UNKNOWN_TEST_RUN_FLAG = 1 << 31  # no kernel defines it: a kernel that reads the flags refuses it
 
 
 def kernel_version(release: str | None = None) -> tuple[int, int]:
@@ -92,6 +93,26 @@ def _probe_live_frames() -> str | None:
             _libbpf.prog_test_run(prog.fd, bytes(64), 1, None, None, 64, flags=BPF_F_TEST_XDP_LIVE_FRAMES)
         except OSError as exc:
             return f"BPF_F_TEST_XDP_LIVE_FRAMES refused: {exc.strerror}"
+        # Before 5.18 BPF_PROG_RUN ignores an XDP run's flags: it "accepts" live frames and runs
+        # the program once, sending nothing. A kernel that reads the flags refuses an unknown one.
+        try:
+            _libbpf.prog_test_run(prog.fd, bytes(64), 1, None, None, 64,
+                                  flags=BPF_F_TEST_XDP_LIVE_FRAMES | UNKNOWN_TEST_RUN_FLAG)
+        except OSError:
+            return None
+    return "BPF_PROG_RUN ignores the flags of an XDP run on this kernel (no BPF_F_TEST_XDP_LIVE_FRAMES)"
+
+
+def _probe_test_run_context() -> str | None:
+    from xdptest.bpf import XdpProgram
+
+    with XdpProgram.load("drop") as prog:
+        from xdptest._native import bpf as _libbpf
+
+        try:
+            _libbpf.prog_test_run(prog.fd, bytes(64), 1, None, 0, 64)
+        except OSError as exc:
+            return f"BPF_PROG_TEST_RUN refused an xdp_md context: {exc.strerror}"
     return None
 
 
@@ -135,6 +156,7 @@ _PROBES: dict[str, tuple[Callable[[], str | None], str | None]] = {
     "need_wakeup": (_probe_need_wakeup, "5.4"),
     "busy_poll": (_probe_busy_poll, "5.11"),
     "live_frames": (_probe_live_frames, "5.18"),
+    "test_run_context": (_probe_test_run_context, "5.15"),
     "multi_buffer": (_probe_multi_buffer, "5.18"),
     "hugepages": (_probe_hugepages, None),
     "netdevsim": (_probe_netdevsim, None),

@@ -167,6 +167,10 @@ class Netdevsim:
             names = self._wait_ports(ports)
             for name, addr in zip(names, addresses, strict=True):
                 self.ports.append(self._adopt(name, addr))
+            made = self.ports[0].link().get_attr("IFLA_NUM_RX_QUEUES") or 1
+            if made < queues:  # older netdevsims read only "ID PORTS" and make one queue
+                raise NotSupportedError("netdevsim with several queues",
+                                        f"this kernel's netdevsim made {made} per port", since="5.12")
             if want_link and not link_reason:
                 self._link(self.ports[0], self.ports[1])
         except BaseException:

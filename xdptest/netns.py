@@ -453,8 +453,7 @@ class VethPair:
                 ipr.link("set", index=index, state="up")
             except Exception as exc:
                 raise _netlink_error(exc, f"configuring {ifname} in {ns.name}") from exc
-        if gro:
-            set_gro(ns.name, ifname, True)
+        set_gro(ns.name, ifname, gro)  # set either way: veth's default differs by kernel (on in 5.10)
         return Endpoint(
             netns=ns, ifname=ifname, ifindex=index, mac=mac,
             ipv4=str(v4.ip) if v4 is not None else None,

@@ -90,6 +90,10 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         from xdptest.plugin_matrix import kernel_names, start_matrix
 
         start_matrix(config, kernel_names(kernel), config.getoption("xdptest_matrix_json"))
+        from xdptest import signals
+
+        # SIGTERM/SIGHUP stop the run as Ctrl-C does: xdist then takes its guest workers down
+        config.stash[_signals_key] = signals.install()
         return None
     from xdptest.plugin_guest import run_pytest_in_guest
 
@@ -107,7 +111,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "requires_feature(*names): skip where a kernel feature is missing (need_wakeup, busy_poll, "
-        "live_frames, multi_buffer, netdevsim, zerocopy, hugepages, af_xdp), but fail where the "
+        "live_frames, test_run_context, multi_buffer, netdevsim, zerocopy, hugepages, af_xdp), but fail where the "
         "kernel is new enough that it must be there",
     )
 
@@ -383,6 +387,7 @@ def netdevsim() -> Iterator[Callable[..., Any]]:
 
     Skips the test, with the reason, where the running kernel has no netdevsim.
     """
+    from xdptest.errors import NotSupportedError
     from xdptest.netdevsim import Netdevsim, netdevsim_unavailable_reason
 
     reason = netdevsim_unavailable_reason()
@@ -391,7 +396,10 @@ def netdevsim() -> Iterator[Callable[..., Any]]:
     cleanup = _Cleanup()
 
     def make(ports: int = 1, queues: int = 1, **options: Any) -> Any:
-        dev = Netdevsim(ports=ports, queues=queues, **options)
+        try:
+            dev = Netdevsim(ports=ports, queues=queues, **options)
+        except NotSupportedError as exc:
+            pytest.skip(str(exc))
         cleanup.push(dev.close)
         return dev
 

@@ -404,6 +404,8 @@ class XskSocket:
             raise ConfigError(f"key {self._xskmap_key} does not fit {program.name}'s XSKMAP "
                               f"{xmap.name} ({xmap.max_entries} entries)")
         assert self._native is not None
+        if not self.rx_size:  # receives nothing; and since 7.x an XSKMAP refuses it (ENOBUFS)
+            return
         xmap.update(self._xskmap_key, self._native.fd)
         undo.callback(_leave_xskmap, program, self._xskmap_name, self._xskmap_key)
 
@@ -424,7 +426,7 @@ class XskSocket:
         """What close() undoes, as steps that hold no reference to the socket itself."""
         assert self._native is not None
         steps: list[Callable[[], None]] = []
-        if self.program is not None and self._xskmap_name is not None:
+        if self.program is not None and self._xskmap_name is not None and self.rx_size:  # only what it entered
             steps.append(functools.partial(_leave_xskmap, self.program, self._xskmap_name, self._xskmap_key))
         if self._acquired_program:
             steps.append(functools.partial(_interfaces.release_program, self.endpoint))

@@ -74,6 +74,7 @@ def test_drop_counts_what_it_dropped(xdp_program) -> None:
     assert single_counter(prog).packets == 7
 
 
+@pytest.mark.requires_feature("test_run_context")
 def test_redirect_counts_per_queue(xdp_program) -> None:
     from xdptest.builtin import queue_stats
 
