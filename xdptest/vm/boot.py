@@ -323,13 +323,18 @@ def boot(kernel: Kernel, run: GuestRun, accel: str, out: BinaryIO | None = None,
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _die_with_parent() -> None:
-    """In QEMU's child process before exec: a SIGKILL when the process that started it dies, so a
-    killed ``xdptest-vm`` (or pytest-xdist killing a gateway) never leaves a guest running."""
+def signal_on_parent_death(signum: int) -> None:
+    """Have the kernel send ``signum`` to this process when the process that started it dies."""
     import ctypes
 
     pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signum, 0, 0, 0)
+
+
+def _die_with_parent() -> None:
+    """In QEMU's child process before exec: a SIGKILL when the process that started it dies, so a
+    killed ``xdptest-vm`` (or pytest-xdist killing a gateway) never leaves a guest running."""
+    signal_on_parent_death(signal.SIGKILL)
 
 
 def _supervise(argv: list[str], timeout: float, out: BinaryIO, status_file: Path,
