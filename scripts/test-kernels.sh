@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# CI stage after the host suite: the kernel subset inside debian-6.1 and debian-6.12 guests, then a
-# check that a failing test in a guest fails the host run. Prints one line per kernel at the end and
-# exits non-zero if anything failed. The first run downloads the kernels and builds netdevsim (about
-# a minute each); later runs use the cache ($XDPTEST_CACHE, default /var/cache/xdptest).
-#   scripts/test-kernels.sh                 # both kernels
+# CI stage after the host suite: the kernel subset inside debian-5.10, debian-6.1, debian-6.12 and
+# debian-latest guests, one kernel after another, then the host tests that boot guests themselves:
+# a failing test in a guest fails the host run, the two-kernel matrix (one pytest command, each
+# result per kernel), and kernels given by path as unpacked packages. Prints one line per kernel at
+# the end and exits non-zero if anything failed. The first run downloads the kernels and builds
+# netdevsim (25-60 s each); later runs use the cache ($XDPTEST_CACHE, default /var/cache/xdptest).
+#   scripts/test-kernels.sh                 # all four kernels
 #   XDPTEST_KERNELS=debian-6.12 scripts/test-kernels.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,12 +35,14 @@ if [ ! -x .venv/bin/xdptest-gen ]; then
   scripts/install-deps.sh && scripts/venv.sh || exit $?
 fi
 
-# The subset (about 4-5 minutes per kernel under emulation, 150 tests): netdevsim (tests/vm) and the
+# The subset (about 6 minutes per kernel under emulation, 190 tests): netdevsim (tests/vm) and the
 # tests that exercise the kernel rather than the host's Python: attach modes, programs, topology,
-# AF_XDP rings, poll, busy poll, loops and traffic, the traffic engine. Left out: the slow
-# end-to-end command, README, plugin and cleanup tests (they test Python the host run already
-# covers), and the timing-sensitive live-engine and statistics tests (emulation is too slow for
-# their rate and kick budgets).
+# AF_XDP rings, poll, busy poll, loops, XDP_STATISTICS, traffic, the live-frames program, replay and
+# TX capture. Left out: the slow end-to-end command, README, plugin and cleanup tests (they test
+# Python the host run already covers); the invalid-descriptor tables (test_fault_descriptors and
+# test_invalid_tx_descriptors), whose expected counts differ on 6.1 and 6.12 and are not yet written
+# per kernel; and the live-engine traffic tests, whose frames land by the guest CPU's queue mapping
+# and whose rate budgets emulation misses.
 subset=(
   tests/vm
   tests/kernel/test_programs.py
@@ -51,12 +55,28 @@ subset=(
   tests/kernel/test_xsk_traffic.py
   tests/kernel/test_xsk_lifecycle.py
   --deselect tests/kernel/test_xsk_lifecycle.py::test_no_leaks_over_1000_cycles
+  tests/kernel/test_xsk_stats.py
+  --deselect tests/kernel/test_xsk_stats.py::test_invalid_tx_descriptors
   tests/kernel/test_traffic.py
+  tests/kernel/test_live_program.py
+  tests/kernel/test_replay_and_tx_capture.py
   tests/kernel/test_veth_peer.py
   tests/kernel/test_pins.py
   tests/kernel/test_global_data.py
 )
-read -r -a kernels <<< "${XDPTEST_KERNELS:-debian-6.1 debian-6.12}"
+# Linux 5.10: AF_XDP copy-mode traffic between kit veths stalls after a few hundred frames there (an
+# open problem), so its guest runs what does not move AF_XDP frames in bulk: netdevsim, programs,
+# topology, attach, the AF_XDP socket set-up and program tests, pins and global data.
+subset_5_10=(
+  tests/vm
+  tests/kernel/test_programs.py
+  tests/kernel/test_topology.py
+  tests/kernel/test_attach.py
+  tests/kernel/test_xsk_programs.py
+  tests/kernel/test_pins.py
+  tests/kernel/test_global_data.py
+)
+read -r -a kernels <<< "${XDPTEST_KERNELS:-debian-5.10 debian-6.1 debian-6.12 debian-latest}"
 export XDPTEST_VM_TIMEOUT=${XDPTEST_VM_TIMEOUT:-900}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -86,18 +106,23 @@ lines=()
 for k in "${kernels[@]}"; do
   echo "=== kernel $k"
   start=$SECONDS
-  .venv/bin/python -m pytest --xdptest-kernel "$k" -q -rfEs --junitxml="$out/$k.xml" "${subset[@]}"
+  if [ "$k" = debian-5.10 ]; then tests=("${subset_5_10[@]}"); else tests=("${subset[@]}"); fi
+  .venv/bin/python -m pytest --xdptest-kernel "$k" -q -rfEs --junitxml="$out/$k.xml" "${tests[@]}"
   rc=$?
   line=$(summary "$out/$k.xml" "kernel $k" "$rc") || status=1
   lines+=("$line ($((SECONDS - start)) s)")
 done
 
-echo "=== a failing test in a guest must fail the host run"
+echo "=== host tests that boot guests: exit status, the matrix, kernels by path"
 start=$SECONDS
-XDPTEST_STATUS_KERNEL=${kernels[-1]} .venv/bin/python -m pytest -q -rfEs --junitxml="$out/status.xml" \
-  tests/vm/test_guest_status.py
+matrix=$(IFS=,; echo "${kernels[*]:0:2}")
+[ ${#kernels[@]} -ge 2 ] || matrix="debian-6.1,debian-6.12"
+XDPTEST_GUEST_TESTS=1 XDPTEST_STATUS_KERNEL=${kernels[-1]} XDPTEST_MATRIX_KERNELS=$matrix \
+  .venv/bin/python -m pytest -q -rfEs \
+  -p no:cacheprovider --junitxml="$out/status.xml" \
+  tests/vm/test_guest_status.py tests/vm/test_kernel_matrix.py tests/vm/test_kernel_by_path.py
 rc=$?
-line=$(summary "$out/status.xml" "guest exit status" "$rc") || status=1
+line=$(summary "$out/status.xml" "guests from the host" "$rc") || status=1
 lines+=("$line ($((SECONDS - start)) s)")
 
 printf '%s\n' "${lines[@]}"

@@ -29,6 +29,7 @@ from xdptest.vm.kernels import (
 
 
 def fake_bzimage(path: Path, release: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     data = bytearray(0x5000)
     data[0x202:0x206] = b"HdrS"
     data[0x20E:0x210] = (0x3000 - 0x200).to_bytes(2, "little")

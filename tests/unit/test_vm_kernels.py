@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.test_vm import fake_bzimage
 from xdptest.errors import ConfigError
 from xdptest.vm import hostpkgs
 from xdptest.vm.kernels import (
@@ -35,17 +36,6 @@ GUEST_DEP = ("kernel/fs/9p/9p.ko.xz: kernel/net/9p/9pnet.ko.xz\nkernel/net/9p/9p
              "kernel/net/9p/9pnet_virtio.ko.xz: kernel/net/9p/9pnet.ko.xz\n"
              "kernel/drivers/virtio/virtio_pci.ko.xz:\nkernel/drivers/char/virtio_console.ko.xz:\n"
              "kernel/fs/overlayfs/overlay.ko.xz:\n")
-
-
-def fake_bzimage(path: Path, release: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = bytearray(0x5000)
-    data[0x202:0x206] = b"HdrS"
-    data[0x20E:0x210] = (0x3000 - 0x200).to_bytes(2, "little")
-    text = f"{release} (builder@example) #1 SMP".encode()
-    data[0x3000:0x3000 + len(text)] = text
-    path.write_bytes(bytes(data))
-    return path
 
 
 def guest_modules(tree: Path, names: Sequence[str] = ("9p", "9pnet", "9pnet_virtio", "virtio_pci",

@@ -9,6 +9,7 @@ skip with the reason. Inside a guest whose kernel the kit prepared with netdevsi
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -32,3 +33,13 @@ def _netdevsim_expected(request: pytest.FixtureRequest) -> None:
     reason = netdevsim_unavailable_reason()
     if reason:
         pytest.fail(f"this guest's kernel was prepared with netdevsim, but: {reason}", pytrace=False)
+
+
+def skip_unless_host_may_boot_guests(what: str) -> None:
+    """The heavier host tests that boot guests run where scripts/test-kernels.sh asks for them."""
+    if os.environ.get("XDPTEST_IN_GUEST"):
+        pytest.skip(f"runs on the host: it boots {what}")
+    if not os.environ.get("XDPTEST_GUEST_TESTS"):
+        pytest.skip(f"boots {what}: runs in scripts/test-kernels.sh (or with XDPTEST_GUEST_TESTS=1)")
+    if not shutil.which("qemu-system-x86_64"):
+        pytest.skip("qemu-system-x86_64 missing (apt-get install qemu-system-x86)")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.vm.conftest import skip_unless_host_may_boot_guests
 from xdptest.vm.boot import choose_accel
 from xdptest.vm.kernels import Kernel, KernelSpec, cached_kernel
 
@@ -27,10 +28,7 @@ INDEXES = ("modules.dep", "modules.dep.bin", "modules.alias", "modules.alias.bin
 
 
 def _cached(name: str) -> Kernel:
-    if os.environ.get("XDPTEST_IN_GUEST"):
-        pytest.skip("runs on the host: it boots a guest")
-    if not shutil.which("qemu-system-x86_64"):
-        pytest.skip("qemu-system-x86_64 missing (apt-get install qemu-system-x86)")
+    skip_unless_host_may_boot_guests("a guest")
     kernel = cached_kernel(KernelSpec.parse(name))
     if kernel is None or kernel.modules is None:
         pytest.skip(f"no {name} guest kernel in the cache yet (scripts/test-kernels.sh prepares it)")
@@ -51,6 +49,16 @@ def _unpacked_modules(kernel: Kernel, dest: Path) -> None:
     assert not (dest / "modules.dep").exists()
 
 
+def _old_layout(kernel: Kernel, tmp_path: Path) -> tuple[Path, Path]:
+    """``boot/vmlinuz-RELEASE`` and ``lib/modules/RELEASE``, as bullseye's linux-image unpacks."""
+    root = tmp_path / "linux-image"
+    image = root / "boot" / f"vmlinuz-{kernel.release}"
+    image.parent.mkdir(parents=True)
+    _link(str(kernel.image), str(image))
+    _unpacked_modules(kernel, root / "lib/modules" / kernel.release)
+    return root, image
+
+
 def _boot(kernel_arg: str, kernel: Kernel, cache: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, XDPTEST_CACHE=str(cache), XDPTEST_VM_ACCEL=choose_accel(kernel))
     return subprocess.run([sys.executable, "-m", "xdptest.vm", "--kernel", kernel_arg, "--timeout", "300", "--",
@@ -60,11 +68,7 @@ def _boot(kernel_arg: str, kernel: Kernel, cache: Path) -> subprocess.CompletedP
 
 def test_an_unpacked_image_package_boots(tmp_path: Path) -> None:
     kernel = _cached("debian-5.10")
-    root = tmp_path / "linux-image"
-    image = root / "boot" / f"vmlinuz-{kernel.release}"
-    image.parent.mkdir(parents=True)
-    _link(str(kernel.image), str(image))
-    _unpacked_modules(kernel, root / "lib/modules" / kernel.release)
+    root, image = _old_layout(kernel, tmp_path)
     proc = _boot(str(image), kernel, tmp_path / "cache")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [kernel.release, "veth"]
@@ -87,12 +91,8 @@ def test_an_unpacked_split_package_boots_by_directory(tmp_path: Path) -> None:
 
 def test_a_tree_without_the_guest_modules_is_refused_before_booting(tmp_path: Path) -> None:
     kernel = _cached("debian-5.10")
-    root = tmp_path / "linux-image"
-    image = root / "boot" / f"vmlinuz-{kernel.release}"
-    image.parent.mkdir(parents=True)
-    _link(str(kernel.image), str(image))
+    root, image = _old_layout(kernel, tmp_path)
     modules = root / "lib/modules" / kernel.release
-    _unpacked_modules(kernel, modules)
     shutil.rmtree(modules / "kernel/fs/9p")
     proc = _boot(str(image), kernel, tmp_path / "cache")
     assert proc.returncode == 2, proc.stderr

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.vm.conftest import skip_unless_host_may_boot_guests
 from xdptest.vm.kernels import KernelSpec, cached_kernel
 
 KERNELS = [k for k in os.environ.get("XDPTEST_MATRIX_KERNELS", "debian-6.1,debian-6.12").split(",") if k]
@@ -28,10 +28,7 @@ KERNELS = [k for k in os.environ.get("XDPTEST_MATRIX_KERNELS", "debian-6.1,debia
 @pytest.fixture
 def releases() -> dict[str, str]:
     """The two kernels' releases, or a skip that says what is missing."""
-    if os.environ.get("XDPTEST_IN_GUEST"):
-        pytest.skip("runs on the host: it boots guests")
-    if not shutil.which("qemu-system-x86_64"):
-        pytest.skip("qemu-system-x86_64 missing (apt-get install qemu-system-x86)")
+    skip_unless_host_may_boot_guests("guests")
     out = {}
     for name in KERNELS:
         kernel = cached_kernel(KernelSpec.parse(name))
