@@ -61,8 +61,9 @@ def _old_layout(kernel: Kernel, tmp_path: Path) -> tuple[Path, Path]:
 
 def _boot(kernel_arg: str, kernel: Kernel, cache: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, XDPTEST_CACHE=str(cache), XDPTEST_VM_ACCEL=choose_accel(kernel))
+    command = "uname -r; modprobe veth && ip link add name xa type veth peer name xb && echo veth"
     return subprocess.run([sys.executable, "-m", "xdptest.vm", "--kernel", kernel_arg, "--timeout", "300", "--",
-                           "sh", "-c", "uname -r; modprobe veth && ip link add a type veth peer name b && echo veth"],
+                           "sh", "-c", command],
                           capture_output=True, text=True, timeout=400, env=env, check=False)
 
 
@@ -70,7 +71,7 @@ def test_an_unpacked_image_package_boots(tmp_path: Path) -> None:
     kernel = _cached("debian-5.10")
     root, image = _old_layout(kernel, tmp_path)
     proc = _boot(str(image), kernel, tmp_path / "cache")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.split() == [kernel.release, "veth"]
     by_path = tmp_path / "cache" / "by-path"
     indexed = list(by_path.glob(f"{kernel.release}-*/lib/modules/{kernel.release}/modules.dep"))
@@ -85,7 +86,7 @@ def test_an_unpacked_split_package_boots_by_directory(tmp_path: Path) -> None:
     _unpacked_modules(kernel, modules)
     _link(str(kernel.image), str(modules / "vmlinuz"))
     proc = _boot(str(root), kernel, tmp_path / "cache")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.split() == [kernel.release, "veth"]
 
 
