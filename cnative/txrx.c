@@ -21,7 +21,14 @@
 #include "xt_stamp.h"
 
 #define XT_CHUNK 256		/* descriptors handled per inner step */
-#define XT_KERNEL_TX_BATCH 32	/* descriptors one copy-mode sendto() consumes at most */
+/*
+ * Descriptors one copy-mode sendto() consumes at most before it fails with EAGAIN: 32 on
+ * current kernels, 16 on Linux 5.10 (measured: three kicks took 48 of 64 there). Kicks are
+ * counted with the smaller figure; the flush stops as soon as the ring is consumed, so newer
+ * kernels pay nothing for it. (5.10 also publishes its consumer index only once it has used
+ * up what it last read, so a kick's progress cannot be seen until then.)
+ */
+#define XT_KERNEL_TX_BATCH 16
 
 static inline uint64_t xt_now_ns(void)
 {

@@ -15,7 +15,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from xdptest import packets
-from xdptest._native.gen import Verifier
+from xdptest._native.gen import MAX_STREAMS, Verifier
 from xdptest.errors import ConfigError, NotSupportedError
 from xdptest.features import FeatureStatus
 from xdptest.live import LiveGenerator
@@ -42,6 +42,7 @@ def _receive(rx: XskSocket, verifier: Verifier, cpu: int, idle: float = 0.5) -> 
 
 
 CPUS = sorted(os.sched_getaffinity(0))
+LIVE = pytest.mark.requires_feature("live_frames")
 
 
 def _namespaces() -> set[str]:
@@ -55,6 +56,7 @@ def _big_rx(end: Endpoint, queue: int = 0) -> XskSocket:
                      fill_size=16384, tx_size=0)
 
 
+@LIVE
 def test_every_frame_arrives_verified_and_count_is_exact() -> None:
     count = 30_000
     with VethPair() as pair, _big_rx(pair.b) as rx:
@@ -77,6 +79,8 @@ def test_every_frame_arrives_verified_and_count_is_exact() -> None:
     assert totals.latency_samples == count
 
 
+@LIVE
+@pytest.mark.skipif(len(CPUS) < 2, reason=f"one sending thread per CPU, and this process may use {len(CPUS)} CPU")
 def test_two_threads_send_one_stream_each_to_the_queue_of_their_cpu() -> None:
     """Live frames land on the peer's queue by CPU: one socket per queue, one stream each."""
     count = 20_000
@@ -98,6 +102,7 @@ def test_two_threads_send_one_stream_each_to_the_queue_of_their_cpu() -> None:
         assert all(streams[s].unique == count // 2 for s in expected)
 
 
+@LIVE
 def test_fields_spread_as_asked_with_valid_checksums() -> None:
     """Frames copied out of the receiver: every udp.sport value equally often, random ip.src
     within its range, TTLs in order, checksums as scapy computes them."""
@@ -132,14 +137,16 @@ def test_fields_spread_as_asked_with_valid_checksums() -> None:
     assert sources <= {f"10.9.0.{i}" for i in range(1, 51)} and len(sources) > 40
 
 
+@LIVE
 def test_duration_and_stop() -> None:
     with VethPair() as pair:
         template = _template(pair.a, pair.b)
-        with LiveGenerator(pair.a, [template], threads=1, duration=0.3, rate=100_000) as gen:
+        # 20 kpps: a rate an emulated guest keeps too (it reaches about 60 kpps).
+        with LiveGenerator(pair.a, [template], threads=1, duration=0.3, rate=20_000) as gen:
             start = time.monotonic()
             stats = gen.run()
             assert 0.28 < time.monotonic() - start < 1.0
-            assert 20_000 < stats.sent <= 31_000  # 100 kpps for 0.3 s, paced in ~5 ms slices
+            assert 4_000 < stats.sent <= 6_200  # 20 kpps for 0.3 s, paced in ~5 ms slices
         with LiveGenerator(pair.a, [template], threads=1) as gen:
             gen.start()
             time.sleep(0.1)
@@ -165,6 +172,7 @@ def test_not_supported_is_a_clear_error() -> None:
     assert isinstance(info.value, OSError)
 
 
+@LIVE
 def test_a_peer_without_napi_is_refused_with_the_remedy() -> None:
     with VethPair(gro=False) as pair, \
             LiveGenerator(pair.a, [_template(pair.a, pair.b)], count=10) as gen, \
@@ -172,17 +180,19 @@ def test_a_peer_without_napi_is_refused_with_the_remedy() -> None:
         gen.start()
 
 
+@LIVE
 def test_bad_arguments() -> None:
     with VethPair() as pair:
         template = _template(pair.a, pair.b)
         for kwargs, match in (({"threads": 99}, "threads=99"), ({"batch_size": 0}, "batch_size"),
-                              ({"rate": 0}, "rate"), ({"stream_base": 255, "threads": 2}, "stream_base")):
+                              ({"rate": 0}, "rate"), ({"stream_base": MAX_STREAMS, "threads": 1}, "stream_base")):
             with pytest.raises(ConfigError, match=match):
                 LiveGenerator(pair.a, [template], **kwargs)  # type: ignore[arg-type]
         with pytest.raises(ConfigError, match="one template"):
             LiveGenerator(pair.a, [template, template])
 
 
+@LIVE
 def test_the_private_namespace_goes_with_the_generator() -> None:
     with VethPair() as pair:
         gen = LiveGenerator(pair.a, [_template(pair.a, pair.b)], count=10)
@@ -194,6 +204,7 @@ def test_the_private_namespace_goes_with_the_generator() -> None:
     assert name not in _namespaces()
 
 
+@LIVE
 def test_without_the_anchor_counts_stay_exact() -> None:
     """Without the private namespace each kernel call costs tens of milliseconds: slower, the same."""
     with VethPair() as pair, LiveGenerator(pair.a, [_template(pair.a, pair.b)], threads=1, count=3000,

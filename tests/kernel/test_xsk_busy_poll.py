@@ -31,6 +31,7 @@ def _sysfs(end: Endpoint, name: str) -> str:
     return end.netns.run("cat", f"/sys/class/net/{end.ifname}/{name}").stdout.strip()
 
 
+@pytest.mark.requires_feature("busy_poll")
 def test_busy_poll_options_and_sysfs_are_set_and_restored() -> None:
     with VethPair(queues=2) as pair:
         subprocess.run(["ip", "netns", "exec", pair.b.netns.name, "tee",

@@ -18,7 +18,10 @@ ZERO_STATS = {"rx_dropped": 0, "rx_invalid_descs": 0, "tx_invalid_descs": 0, "rx
               "rx_fill_ring_empty_descs": 0}
 
 
-@pytest.mark.parametrize("busy_poll", [None, 20], ids=["irq", "busypoll"])
+@pytest.mark.parametrize("busy_poll", [
+    pytest.param(None, id="irq"),
+    pytest.param(20, id="busypoll", marks=pytest.mark.requires_feature("busy_poll")),
+])
 @pytest.mark.parametrize("need_wakeup", [True, False], ids=["wakeup", "nowakeup"])
 @pytest.mark.parametrize("attach_mode", ["native", "generic"])
 def test_send_receive(attach_mode: str, need_wakeup: bool, busy_poll: int | None) -> None:
