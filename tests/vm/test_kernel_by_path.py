@@ -19,43 +19,23 @@ from pathlib import Path
 import pytest
 
 from tests.vm.conftest import skip_unless_host_may_boot_guests
+from tests.vm.unpacked import cached, old_layout, split_layout
 from xdptest.vm.boot import choose_accel
-from xdptest.vm.kernels import Kernel, KernelSpec, cached_kernel
-
-INDEXES = ("modules.dep", "modules.dep.bin", "modules.alias", "modules.alias.bin", "modules.symbols",
-           "modules.symbols.bin", "modules.softdep", "modules.devname", "modules.builtin.bin",
-           "modules.builtin.alias.bin", "modules.weakdep")
+from xdptest.vm.kernels import Kernel
 
 
 def _cached(name: str) -> Kernel:
     skip_unless_host_may_boot_guests("a guest")
-    kernel = cached_kernel(KernelSpec.parse(name))
-    if kernel is None or kernel.modules is None:
+    kernel = cached(name)
+    if kernel is None:
         pytest.skip(f"no {name} guest kernel in the cache yet (scripts/test-kernels.sh prepares it)")
     return kernel
 
 
-def _link(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def _unpacked_modules(kernel: Kernel, dest: Path) -> None:
-    assert kernel.modules is not None
-    shutil.copytree(kernel.modules, dest, copy_function=_link, dirs_exist_ok=True,
-                    ignore=lambda d, names: [n for n in names if Path(d) == kernel.modules and n in INDEXES])
-    assert not (dest / "modules.dep").exists()
-
-
 def _old_layout(kernel: Kernel, tmp_path: Path) -> tuple[Path, Path]:
-    """``boot/vmlinuz-RELEASE`` and ``lib/modules/RELEASE``, as bullseye's linux-image unpacks."""
     root = tmp_path / "linux-image"
-    image = root / "boot" / f"vmlinuz-{kernel.release}"
-    image.parent.mkdir(parents=True)
-    _link(str(kernel.image), str(image))
-    _unpacked_modules(kernel, root / "lib/modules" / kernel.release)
+    image = old_layout(kernel, root)
+    assert not (root / "lib/modules" / kernel.release / "modules.dep").exists()
     return root, image
 
 
@@ -81,10 +61,8 @@ def test_an_unpacked_image_package_boots(tmp_path: Path) -> None:
 
 def test_an_unpacked_split_package_boots_by_directory(tmp_path: Path) -> None:
     kernel = _cached("debian-latest")
-    root = tmp_path / "linux-binary"
-    modules = root / "usr/lib/modules" / kernel.release
-    _unpacked_modules(kernel, modules)
-    _link(str(kernel.image), str(modules / "vmlinuz"))
+    root = split_layout(kernel, tmp_path / "linux-binary")
+    assert not (root / "usr/lib/modules" / kernel.release / "modules.dep").exists()
     proc = _boot(str(root), kernel, tmp_path / "cache")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.split() == [kernel.release, "veth"]
