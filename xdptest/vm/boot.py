@@ -243,8 +243,9 @@ def qemu_argv(kernel: Kernel, initrd: Path, run_dir: Path, console: Path, shares
     if os.path.isfile(QBOOT):
         argv += ["-bios", QBOOT]
     argv += ["-kernel", str(kernel.image), "-initrd", str(initrd),
+             # hugepages: 16 MB of 2 MB pages reserved at boot, so hugepage UMEMs can be tested.
              "-append", "console=ttyS0 panic=-1 oops=panic loglevel=5 net.ifnames=0 rdinit=/init "
-                        "mitigations=off tsc=reliable no_timer_check",
+                        "mitigations=off tsc=reliable no_timer_check hugepages=8",
              "-serial", f"file:{console}", "-monitor", "none", "-device", "virtio-serial-pci"]
     if output_fifo is None:
         argv += ["-chardev", "stdio,id=out,signal=off"]
