@@ -8,17 +8,14 @@ import time
 
 import pytest
 
-from tests.kernel.tx_rules import ETH_HLEN, descriptor_valid
+from tests.kernel.tx_rules import ETH_HLEN, RULES, descriptor_valid
 from tests.kernel.xsk_helpers import frames, recv_n, send_all, seq_of
-from xdptest.features import kernel_version
 from xdptest.netns import VethPair
 from xdptest.xsk import Umem, XskSocket
 
 pytestmark = pytest.mark.kernel
 
-# Descriptors one copy-mode sendto() consumes (the kernel's TX_BATCH_SIZE), per kernel: measured 16
-# on 5.10, 32 on 6.1 and later.
-KERNEL_TX_BUDGET = 16 if kernel_version() < (6, 1) else 32
+KERNEL_TX_BUDGET = RULES.tx_budget  # descriptors one copy-mode sendto() consumes (TX_BATCH_SIZE)
 
 
 def _wait_stat(sock: XskSocket, name: str, value: int, timeout: float = 2.0) -> int:

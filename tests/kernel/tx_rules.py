@@ -6,14 +6,16 @@ descriptors, on 5.10, 6.1, 6.12, 6.18 and 7.2:
 
 | behaviour | 5.10, 6.1 | 6.12 | 6.18, 7.2 |
 |---|---|---|---|
+| descriptors one ``sendto()`` takes | 16 on 5.10, 32 on 6.1 | 32 | 32 |
+| TX ``poll()`` with the completion ring full | spins on 5.10; times out on 6.1 | times out | times out |
 | ``XDP_PKT_CONTD`` joins descriptors into one frame | no: an unknown option | yes | yes |
 | ``XDP_TX_METADATA`` (no metadata area) | an unknown option | stalls the ring | stalls the ring |
 | a zero-length descriptor | consumed, dropped, not counted | counted invalid | counted invalid |
 | an invalid part (or an 18th asking for more) | drops the frame so far | the same | and its later parts |
 
 Option bits come with their features (``XDP_PKT_CONTD``: multi-buffer AF_XDP, 6.6;
-``XDP_TX_METADATA``: 6.8). The other two changes lie somewhere between the measured releases;
-they are placed at the first release that showed them (6.12 and 6.18).
+``XDP_TX_METADATA``: 6.8). The other changes lie somewhere between the measured releases; they
+are placed at the first release that showed them (6.1, 6.12 and 6.18).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class TxRules:
     tx_metadata: bool  # XDP_TX_METADATA is a known option
     zero_length_invalid: bool  # a zero-length descriptor counts in tx_invalid_descs
     drop_to_frame_end: bool  # a frame's parts after an invalid one are dropped and counted
+    tx_budget: int  # descriptors one copy-mode sendto() takes before it fails with EAGAIN
+    tx_poll_times_out: bool  # TX poll() with a full completion ring times out (5.10 spins)
 
     @property
     def known_options(self) -> int:
@@ -42,7 +46,8 @@ class TxRules:
 
 def rules_for(version: tuple[int, int]) -> TxRules:
     return TxRules(contd=version >= (6, 6), tx_metadata=version >= (6, 8),
-                   zero_length_invalid=version >= (6, 12), drop_to_frame_end=version >= (6, 18))
+                   zero_length_invalid=version >= (6, 12), drop_to_frame_end=version >= (6, 18),
+                   tx_budget=32 if version >= (6, 1) else 16, tx_poll_times_out=version >= (6, 1))
 
 
 RULES = rules_for(kernel_version())
@@ -70,7 +75,7 @@ def descriptor_valid(addr: int, length: int, options: int, umem_size: int, frame
     if length == 0:
         if rules.zero_length_invalid:
             return False
-        return (addr if not unaligned else effective_addr(addr, unaligned)) < umem_size
+        return effective_addr(addr, unaligned) < umem_size
     if unaligned:
         start = effective_addr(addr, unaligned)
         return length <= frame_size and start + length <= umem_size
