@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from xdptest.vm.boot import EXIT_GUEST_DIED, EXIT_TIMEOUT
+from xdptest.vm.boot import BOOT_ATTEMPTS, EXIT_GUEST_DIED, EXIT_TIMEOUT, GuestRun, boot
 from xdptest.vm.kernels import KernelSpec, cached_kernel
 
 KERNEL = os.environ.get("XDPTEST_STATUS_KERNEL", "debian-6.12")
@@ -69,3 +69,17 @@ def test_a_guest_that_dies_exits_125_with_the_console() -> None:
     assert proc.returncode == EXIT_GUEST_DIED, proc.stderr
     assert "stopped without reporting" in proc.stderr
     assert "sysrq" in proc.stderr.lower()
+
+
+def test_a_kernel_that_dies_before_the_command_is_booted_once_more(capfd: pytest.CaptureFixture[str]) -> None:
+    """48 MB is too little for the kernel to reach the command: it dies in early boot, each time."""
+    if os.environ.get("XDPTEST_IN_GUEST"):
+        pytest.skip("runs on the host: it boots a guest")
+    kernel = cached_kernel(KernelSpec.parse(KERNEL))
+    if kernel is None:
+        pytest.skip(f"no {KERNEL} guest kernel in the cache yet (scripts/test-kernels.sh prepares it)")
+    run = GuestRun(argv=["true"], cwd="/", env={"PATH": "/usr/bin:/bin"}, timeout=120, memory_mb=48, cpus=1)
+    assert boot(kernel, run, "tcg") == EXIT_GUEST_DIED
+    err = capfd.readouterr().err
+    assert err.count("stopped without reporting the command's status") == BOOT_ATTEMPTS
+    assert f"booting it again (attempt 2 of {BOOT_ATTEMPTS})" in err
