@@ -17,6 +17,12 @@ struct xt_verifier {
 	struct xt_verify_totals t;
 	uint64_t hist[XT_HIST_BUCKETS];
 	struct xt_stream_state streams[XT_MAX_STREAMS];
+	const struct xt_gen *expect;	/* builds the frame expected for a stamp, or NULL */
+	uint8_t *scratch;		/* room for the longest expected frame */
+	unsigned int scratch_len;
+	unsigned int keep_max, keep_bytes, nkept;
+	uint8_t *kept;			/* keep_max slots of 2 * keep_bytes: actual, then expected */
+	struct xt_bad_frame *bad;
 };
 
 int xt_stamp_abi(void)
@@ -54,14 +60,20 @@ struct xt_verifier *xt_verifier_new(void)
 	return v;
 }
 
+/* Forget every count and kept frame; the expected frames and the keeping limits stay. */
 void xt_verifier_reset(struct xt_verifier *v)
 {
 	unsigned int i;
 
-	for (i = 0; i < XT_MAX_STREAMS; i++)
+	for (i = 0; i < XT_MAX_STREAMS; i++) {
 		free(v->streams[i].seen);
-	memset(v, 0, sizeof(*v));
+		v->streams[i].seen = NULL;
+		memset(&v->streams[i].r, 0, sizeof(v->streams[i].r));
+	}
+	memset(&v->t, 0, sizeof(v->t));
+	memset(v->hist, 0, sizeof(v->hist));
 	v->t.latency_min = UINT64_MAX;
+	v->nkept = 0;
 }
 
 void xt_verifier_free(struct xt_verifier *v)
@@ -69,7 +81,65 @@ void xt_verifier_free(struct xt_verifier *v)
 	if (!v)
 		return;
 	xt_verifier_reset(v);
+	free(v->scratch);
+	free(v->kept);
+	free(v->bad);
 	free(v);
+}
+
+int xt_verifier_expect(struct xt_verifier *v, const struct xt_gen *g, unsigned int max_len)
+{
+	uint8_t *scratch = NULL;
+
+	if (g) {
+		if (!g->ntmpl || !max_len)
+			return -EINVAL;
+		scratch = malloc(max_len);
+		if (!scratch)
+			return -ENOMEM;
+	}
+	free(v->scratch);
+	v->scratch = scratch;
+	v->scratch_len = g ? max_len : 0;
+	v->expect = g;
+	return 0;
+}
+
+int xt_verifier_keep_bad(struct xt_verifier *v, unsigned int frames, unsigned int bytes)
+{
+	uint8_t *kept = NULL;
+	struct xt_bad_frame *bad = NULL;
+
+	if (frames && bytes) {
+		kept = malloc((size_t)frames * bytes * 2);
+		bad = calloc(frames, sizeof(*bad));
+		if (!kept || !bad) {
+			free(kept);
+			free(bad);
+			return -ENOMEM;
+		}
+	}
+	free(v->kept);
+	free(v->bad);
+	v->kept = kept;
+	v->bad = bad;
+	v->keep_max = kept ? frames : 0;
+	v->keep_bytes = kept ? bytes : 0;
+	v->nkept = 0;
+	return 0;
+}
+
+unsigned int xt_verifier_bad_count(const struct xt_verifier *v)
+{
+	return v->nkept;
+}
+
+int xt_verifier_bad(const struct xt_verifier *v, unsigned int i, struct xt_bad_frame *out)
+{
+	if (i >= v->nkept)
+		return -EINVAL;
+	*out = v->bad[i];
+	return 0;
 }
 
 unsigned long long xt_hist_bucket_value(unsigned int index)
@@ -105,24 +175,29 @@ static inline void xt_bit_clear_range(uint64_t *seen, uint64_t from, uint64_t to
 		seen[(s % XT_WINDOW) / 64] &= ~(1ull << (s % 64));
 }
 
-/* Sequence bookkeeping for one stamped frame; returns 0 or -ENOMEM. */
-static int xt_account(struct xt_stream_state *st, uint32_t seq32)
+/* The stamp's 32-bit sequence number extended to the 64-bit one nearest the highest seen. */
+static inline uint64_t xt_extend_seq(const struct xt_stream_state *st, uint32_t seq32)
+{
+	uint64_t next = st->r.highest, seq = (next & ~0xffffffffull) | seq32;
+
+	if (seq + 0x80000000ull < next)
+		seq += 0x100000000ull;
+	else if (seq > next + 0x80000000ull && seq >= 0x100000000ull)
+		seq -= 0x100000000ull;
+	return seq;
+}
+
+/* Sequence bookkeeping for one good frame; returns 0 or -ENOMEM. */
+static int xt_account(struct xt_stream_state *st, uint64_t seq)
 {
 	struct xt_stream_result *r = &st->r;
-	uint64_t next = r->highest, seq, bit;
+	uint64_t next = r->highest, bit;
 
 	if (!st->seen) {
 		st->seen = calloc(XT_WINDOW / 64, sizeof(uint64_t));
 		if (!st->seen)
 			return -ENOMEM;
 	}
-	/* Extend the 32-bit number to the 64-bit one nearest the highest seen. */
-	seq = (next & ~0xffffffffull) | seq32;
-	if (seq + 0x80000000ull < next)
-		seq += 0x100000000ull;
-	else if (seq > next + 0x80000000ull && seq >= 0x100000000ull)
-		seq -= 0x100000000ull;
-
 	r->received++;
 	bit = 1ull << (seq % 64);
 	if (seq >= next) {
@@ -148,6 +223,77 @@ static int xt_account(struct xt_stream_state *st, uint32_t seq32)
 	return 0;
 }
 
+/* Which parts of frame f differ from the expected frame e (XT_DIFF_* bits; 0: none). */
+static unsigned int xt_diff_classes(const struct xt_gen_tmpl *t, const uint8_t *f, uint32_t len,
+				    const uint8_t *e, uint32_t elen)
+{
+	/* the parts' ends, as laid out in the expected frame */
+	uint32_t l3 = t->l3_off >= 0 ? (uint32_t)t->l3_off : (uint32_t)t->stamp_off;
+	uint32_t l4 = t->l4_off >= 0 ? (uint32_t)t->l4_off : (uint32_t)t->stamp_off;
+	uint32_t ends[4] = { l3, l4 < l3 ? l3 : l4, (uint32_t)t->stamp_off, elen };
+	unsigned int classes = len != elen ? XT_DIFF_LENGTH : 0, i;
+	uint32_t from = 0, common = len < elen ? len : elen;
+
+	for (i = 0; i < 4; i++) {
+		uint32_t to = ends[i] < common ? ends[i] : common;
+
+		if (to > from && memcmp(f + from, e + from, to - from))
+			classes |= 1u << i;
+		if (ends[i] > from)
+			from = ends[i];
+	}
+	return classes;
+}
+
+static void xt_count_bad(struct xt_verifier *v, unsigned int classes, uint16_t stream, uint64_t seq,
+			 const uint8_t *f, uint32_t len, const uint8_t *e, uint32_t elen)
+{
+	struct xt_bad_frame *b;
+	uint8_t *slot;
+	unsigned int i;
+
+	v->t.corrupted++;
+	for (i = 0; i < XT_DIFF_CLASSES; i++)
+		if (classes & (1u << i))
+			v->t.corrupted_by[i]++;
+	if (v->nkept >= v->keep_max)
+		return;
+	slot = v->kept + (size_t)v->nkept * v->keep_bytes * 2;
+	b = &v->bad[v->nkept++];
+	b->stream = stream;
+	b->seq = seq;
+	b->classes = classes;
+	b->len = len;
+	b->expected_len = e ? elen : 0;
+	memcpy(slot, f, len < v->keep_bytes ? len : v->keep_bytes);
+	b->actual = slot;
+	b->expected = NULL;
+	if (e) {
+		memcpy(slot + v->keep_bytes, e, elen < v->keep_bytes ? elen : v->keep_bytes);
+		b->expected = slot + v->keep_bytes;
+	}
+}
+
+/*
+ * The stamp of frame f (at off) names its stream and sequence number: is the frame the one
+ * expected for them? Returns 0, or the classes where it differs. *seq gets the extended number.
+ */
+static unsigned int xt_check_whole(struct xt_verifier *v, const uint8_t *f, uint32_t len, int off,
+				   uint16_t stream, uint64_t *seq_out, uint32_t *elen_out)
+{
+	const struct xt_gen *g = v->expect;
+	const uint8_t *s = f + off;
+	uint64_t seq = xt_extend_seq(&v->streams[stream], xt_get32(s + 4));
+	const struct xt_gen_tmpl *t = &g->tmpl[seq % g->ntmpl];
+	uint32_t elen = xt_gen_frame_of(g, t, v->scratch, seq, stream, xt_get32(s + 4), xt_get32(s + 8));
+
+	*seq_out = seq;
+	*elen_out = elen;
+	if (elen == len && !memcmp(f, v->scratch, len))
+		return 0;
+	return xt_diff_classes(t, f, len, v->scratch, elen);
+}
+
 void xt_verifier_feed(struct xt_verifier *v, const unsigned char *frames, unsigned int stride,
 		      const unsigned int *lens, unsigned int n, unsigned long long now_ns)
 {
@@ -156,10 +302,12 @@ void xt_verifier_feed(struct xt_verifier *v, const unsigned char *frames, unsign
 
 	for (i = 0; i < n; i++) {
 		const uint8_t *f = frames + (size_t)i * stride;
-		uint32_t len = lens[i], seq, ts, lat;
+		uint32_t len = lens[i], seq32, ts, lat, elen;
 		uint16_t stream;
 		int off = xt_find_stamp(f, len);
 		const uint8_t *s;
+		unsigned int classes;
+		uint64_t seq;
 
 		v->t.frames++;
 		v->t.bytes += len;
@@ -169,13 +317,25 @@ void xt_verifier_feed(struct xt_verifier *v, const unsigned char *frames, unsign
 		}
 		s = f + off;
 		stream = xt_get16(s + 2);
-		seq = xt_get32(s + 4);
+		seq32 = xt_get32(s + 4);
 		ts = xt_get32(s + 8);
-		if (stream >= XT_MAX_STREAMS ||
-		    xt_get32(s + 12) != xt_stamp_check(stream, seq, ts, len,
-						       xt_sum16(s + XT_STAMP_SIZE, len - off - XT_STAMP_SIZE))) {
-			v->t.corrupted++;
+		if (stream >= XT_MAX_STREAMS) {
+			xt_count_bad(v, XT_DIFF_STAMP, stream, seq32, f, len, NULL, 0);
 			continue;
+		}
+		if (v->expect) {
+			classes = xt_check_whole(v, f, len, off, stream, &seq, &elen);
+			if (classes) {
+				xt_count_bad(v, classes, stream, seq, f, len, v->scratch, elen);
+				continue;
+			}
+		} else {
+			seq = xt_extend_seq(&v->streams[stream], seq32);
+			if (xt_get32(s + 12) != xt_stamp_check(stream, seq32, ts, len,
+							       xt_sum16(s + XT_STAMP_SIZE, len - off - XT_STAMP_SIZE))) {
+				xt_count_bad(v, XT_DIFF_STAMP, stream, seq, f, len, NULL, 0);
+				continue;
+			}
 		}
 		v->t.stamped++;
 		if (xt_account(&v->streams[stream], seq) < 0) {
@@ -225,6 +385,8 @@ void xt_verifier_merge(struct xt_verifier *into, const struct xt_verifier *from)
 	into->t.bytes += from->t.bytes;
 	into->t.stamped += from->t.stamped;
 	into->t.corrupted += from->t.corrupted;
+	for (i = 0; i < XT_DIFF_CLASSES; i++)
+		into->t.corrupted_by[i] += from->t.corrupted_by[i];
 	into->t.foreign += from->t.foreign;
 	into->t.latency_sum += from->t.latency_sum;
 	into->t.latency_samples += from->t.latency_samples;

@@ -131,11 +131,12 @@ static inline uint64_t xt_vary_value(const struct xt_gen *g, unsigned int i, uin
 }
 
 /*
- * Build frame number n (for this stream) into dst; returns its length.
- * tmpl->data holds the template padded with zeros to cfg->max_len.
+ * Build frame number n of a stream into dst; returns its length. t->data holds
+ * the template padded with zeros to the longest frame g builds. The receiver
+ * builds the frame it expects the same way, from templates of expected frames.
  */
-static inline uint32_t xt_gen_frame(const struct xt_gen *g, const struct xt_gen_tmpl *t, uint8_t *dst,
-				    uint64_t n, uint32_t seq, uint32_t ts)
+static inline uint32_t xt_gen_frame_of(const struct xt_gen *g, const struct xt_gen_tmpl *t, uint8_t *dst,
+				       uint64_t n, uint16_t stream, uint32_t seq, uint32_t ts)
 {
 	uint32_t ip_acc = 0, l4_acc = 0, len = t->len;
 	uint8_t stamp[XT_STAMP_SIZE];
@@ -145,8 +146,8 @@ static inline uint32_t xt_gen_frame(const struct xt_gen *g, const struct xt_gen_
 	for (i = 0; i < g->nvary; i++) {
 		const struct xt_vary *v = &g->vary[i];
 
-		if (v->kind == XT_KIND_SIZE)
-			len = (uint32_t)(v->lo + xt_vary_value(g, i, n));
+		if (v->kind == XT_KIND_SIZE)	/* the sent frame's size */
+			len = (uint32_t)((int64_t)(v->lo + xt_vary_value(g, i, n)) - t->check_len_delta);
 	}
 	memcpy(dst, t->data, len);
 
@@ -223,10 +224,11 @@ static inline uint32_t xt_gen_frame(const struct xt_gen *g, const struct xt_gen_
 	}
 
 	xt_put16(stamp, XT_STAMP_MAGIC);
-	xt_put16(stamp + 2, g->stream);
+	xt_put16(stamp + 2, stream);
 	xt_put32(stamp + 4, seq);
 	xt_put32(stamp + 8, ts);
-	xt_put32(stamp + 12, xt_stamp_check(g->stream, seq, ts, len, t->pad_sum));
+	xt_put32(stamp + 12, xt_stamp_check(stream, seq, ts, (uint32_t)((int64_t)len + t->check_len_delta),
+					    t->pad_sum));
 	l4_acc = xt_delta_words(l4_acc, t->data + t->stamp_off, stamp, XT_STAMP_SIZE);
 	memcpy(dst + t->stamp_off, stamp, XT_STAMP_SIZE);
 
@@ -235,6 +237,12 @@ static inline uint32_t xt_gen_frame(const struct xt_gen *g, const struct xt_gen_
 	if (has_l4 && !(t->l4_proto == 17 && t->l3_version == 4 && xt_get16(t->data + t->l4_csum_off) == 0))
 		xt_csum_apply(dst + t->l4_csum_off, l4_acc, t->l4_proto == 17);
 	return len;
+}
+
+static inline uint32_t xt_gen_frame(const struct xt_gen *g, const struct xt_gen_tmpl *t, uint8_t *dst,
+				    uint64_t n, uint32_t seq, uint32_t ts)
+{
+	return xt_gen_frame_of(g, t, dst, n, (uint16_t)g->stream, seq, ts);
 }
 
 /* Where the stamp of a received frame is: L4 payload of UDP/TCP, else L3 payload; -1 if none. */

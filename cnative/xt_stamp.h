@@ -3,7 +3,7 @@
  * payload stamp (sender), stamp checks, sequence accounting and the latency
  * histogram (receiver). Read by cffi's cdef: declarations only.
  */
-#define XT_STAMP_ABI 2
+#define XT_STAMP_ABI 3
 
 #define XT_KIND_MAC 0
 #define XT_KIND_IPV4 1
@@ -16,6 +16,15 @@
 #define XT_MAX_STREAMS 256
 #define XT_HIST_BUCKETS 2048
 #define XT_SEQ_WINDOW_BITS 20
+
+/* Where a corrupted frame differs from the frame expected (bits of xt_bad_frame.classes). */
+#define XT_DIFF_L2 1		/* before the L3 header */
+#define XT_DIFF_L3 2		/* the IPv4/IPv6 header */
+#define XT_DIFF_L4 4		/* the UDP/TCP header */
+#define XT_DIFF_PAYLOAD 8	/* the stamp and what follows it */
+#define XT_DIFF_LENGTH 16	/* a frame longer or shorter than expected */
+#define XT_DIFF_STAMP 32	/* a stamp whose check fails (no expected frame to compare with) */
+#define XT_DIFF_CLASSES 6
 
 struct xt_vary {
 	int kind;			/* XT_KIND_* (its offset is the template's: vary_off) */
@@ -35,6 +44,9 @@ struct xt_gen_tmpl {
 	int l4_proto;			/* 17, 6, 0 */
 	int l4_csum_off;		/* -1: no L4 checksum to keep */
 	unsigned int pad_sum;		/* xt_sum16 of the template after the stamp */
+	/* An expected frame (the receiver's side): how much longer the sent frame is than this
+	 * one; the stamp's check covers the sent length. 0 for frames that are sent. */
+	int check_len_delta;
 	int vary_off[16];		/* where variation i lies in this template (-1 for size) */
 };
 
@@ -63,7 +75,8 @@ struct xt_verify_totals {
 	unsigned long long frames;	/* every frame fed */
 	unsigned long long bytes;
 	unsigned long long stamped;	/* with a valid stamp */
-	unsigned long long corrupted;	/* magic present, check wrong */
+	unsigned long long corrupted;	/* magic present, but not the frame expected */
+	unsigned long long corrupted_by[6];	/* per class: bit i of XT_DIFF_* (a frame may count in several) */
 	unsigned long long foreign;	/* not ours (no stamp: ARP, ND, ...) */
 	unsigned long long latency_min;
 	unsigned long long latency_max;
@@ -71,6 +84,17 @@ struct xt_verify_totals {
 	unsigned long long latency_samples;
 	unsigned long long first_ns;	/* CLOCK_MONOTONIC of the first and last stamped frame */
 	unsigned long long last_ns;
+};
+
+/* A corrupted frame kept for the report: both frames' bytes (up to the bytes kept). */
+struct xt_bad_frame {
+	unsigned int stream;
+	unsigned long long seq;		/* extended sequence number (the stamp's, if readable) */
+	unsigned int classes;		/* XT_DIFF_* */
+	unsigned int len;		/* the frame's length as received */
+	unsigned int expected_len;	/* 0: no expected frame (stamp unreadable) */
+	const unsigned char *actual;	/* the first min(len, bytes kept) bytes */
+	const unsigned char *expected;
 };
 
 int xt_stamp_abi(void);
@@ -90,5 +114,15 @@ void xt_verifier_totals(const struct xt_verifier *v, struct xt_verify_totals *ou
 int xt_verifier_stream(const struct xt_verifier *v, unsigned int stream, struct xt_stream_result *out);
 void xt_verifier_histogram(const struct xt_verifier *v, unsigned long long *buckets);
 void xt_verifier_merge(struct xt_verifier *into, const struct xt_verifier *from);
+/*
+ * Whole-frame checks: every stamped frame is compared byte for byte with the frame g builds
+ * for its stream and sequence number (g's templates being the frames the receiver must see).
+ * g must outlive the verifier's use; max_len: the longest frame g builds. 0 or -ENOMEM.
+ */
+int xt_verifier_expect(struct xt_verifier *v, const struct xt_gen *g, unsigned int max_len);
+/* Keep the first `frames` corrupted frames, up to `bytes` of each frame. 0 or -ENOMEM. */
+int xt_verifier_keep_bad(struct xt_verifier *v, unsigned int frames, unsigned int bytes);
+unsigned int xt_verifier_bad_count(const struct xt_verifier *v);
+int xt_verifier_bad(const struct xt_verifier *v, unsigned int i, struct xt_bad_frame *out);
 unsigned long long xt_hist_bucket_value(unsigned int index);
 unsigned int xt_hist_index(unsigned long long value);

@@ -3,8 +3,10 @@
 The plugin registers the programs, sockets, endpoints and traffic runs a test creates; when the
 test fails (and ``--xdptest-artifacts DIR`` is set) they are dumped into ``DIR/<test>/``:
 ``*-tx.pcap``/``*-rx.pcap`` (what kit sockets sent and received, for tcpdump or Wireshark),
-``sockets.json`` (XDP_STATISTICS and ring snapshots), ``programs.json`` (map contents and where
-each program is attached) and ``report.json`` for traffic runs.
+``*-corrupted-actual.pcap``/``*-corrupted-expected.pcap`` (the corrupted frames a traffic run
+kept, and the frames expected in their place), ``sockets.json`` (XDP_STATISTICS and ring
+snapshots), ``programs.json`` (map contents and where each program is attached) and
+``report.json`` for traffic runs.
 """
 
 from __future__ import annotations
@@ -67,6 +69,10 @@ class ArtifactCollector:
         written: list[Path] = []
         for t in self.traffic:
             written += self._pcaps(directory, t.label, t.sent, t.received)
+            if t.report.bad_frames:  # corrupted frames as received, and the frames expected
+                written += self._pcaps(directory, f"{t.label}-corrupted", [
+                    bytes.fromhex(b["expected"] or "") for b in t.report.bad_frames], [
+                    bytes.fromhex(b["actual"]) for b in t.report.bad_frames], ("expected", "actual"))
             path = directory / f"{t.label}-report.json"
             path.write_text(t.report.to_json())
             written.append(path)
@@ -112,9 +118,10 @@ class ArtifactCollector:
         return {"programs": programs, "attached_by_interface": interfaces}
 
     @staticmethod
-    def _pcaps(directory: Path, label: str, sent: list[bytes], received: list[bytes]) -> list[Path]:
+    def _pcaps(directory: Path, label: str, sent: list[bytes], received: list[bytes],
+               suffixes: tuple[str, str] = ("tx", "rx")) -> list[Path]:
         out = []
-        for suffix, frames in (("tx", sent), ("rx", received)):
+        for suffix, frames in zip(suffixes, (sent, received), strict=True):
             path = directory / f"{label}-{suffix}.pcap"
             write_pcap(path, frames)
             out.append(path)

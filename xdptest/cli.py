@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
         parsed, extras = super().parse_known_args(args, namespace)
         # Python before 3.12 gives "--count=--" the value [] instead of "--" or an error.
         for name, value in vars(parsed).items():
-            if any(isinstance(v, list) for v in (value if name == "vary" else [value])):
+            if any(isinstance(v, list) for v in (value if name in ("vary", "expect") else [value])):
                 self.error(f"argument --{name.replace('_', '-')}: expected one argument")
         return parsed, extras
 
@@ -69,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
                       help=f"closed loop: stay at most this many frames ahead of the receiver "
                            f"(default {DEFAULT_WINDOW}; 0: open loop, as fast as the sender can)")
     what.add_argument("--seed", type=int, default=0, help="seed of :random variation")
+    what.add_argument("--expect", action="append", default=[], metavar="LAYER.FIELD(=|+=|-=)VALUE",
+                      help="the receiver must see this field rewritten (repeatable), e.g. ip.ttl-=1 or "
+                           "eth.dst=02:00:00:00:00:09; checksums recomputed. Default: every frame as sent")
+    what.add_argument("--verify", choices=["frame", "stamp"], default="frame",
+                      help="check every byte of every frame (default), or only the stamp and the payload "
+                           "after it (for rewrites no --expect rule describes)")
+    what.add_argument("--keep-bad", type=int, default=8, metavar="N",
+                      help="corrupted frames kept, dissected and diffed in the report (default 8)")
     xsk = p.add_argument_group("AF_XDP")
     xsk.add_argument("--frame-size", type=int, default=4096)
     xsk.add_argument("--frames", type=int, default=4096, help="UMEM frames per socket")
@@ -111,7 +119,7 @@ def _options(args: argparse.Namespace) -> Any:
         need_wakeup=args.need_wakeup, busy_poll=args.busy_poll, busy_poll_budget=args.busy_poll_budget,
         allow_loss=args.allow_loss, attach_mode=args.attach_mode, seed=args.seed, window=window,
         engine=args.engine, replay_timing=args.replay_timing, speedup=args.speedup, loop=args.loop,
-        write_tx_pcap=args.write_tx_pcap,
+        write_tx_pcap=args.write_tx_pcap, keep_bad=args.keep_bad, verify=args.verify,
     )
 
 
@@ -169,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     try:
         options = _options(args)
+        from xdptest.expect import expect_function
+
+        expect_function(args.expect)  # a rule that cannot apply is refused before any topology
         if args.rx_iface is None and args.iface is not None and args.write_pcap:
             raise _Usage("--write-pcap needs a receiver (--rx-iface)")
         for path, option in ((args.json, "--json"), (args.write_pcap, "--write-pcap"),
@@ -178,7 +189,7 @@ def _main(args: argparse.Namespace) -> int:
 
         with _topology(args, options.queues) as (src, dst, where):
             capture = args.pcap_frames if args.write_pcap else 0
-            with TrafficRun(src, dst, options, capture=capture) as run:
+            with TrafficRun(src, dst, options, capture=capture, expect=args.expect) as run:
                 show = _progress_printer(sys.stderr) if sys.stderr.isatty() and not args.quiet else None
                 run.start()
                 run.wait(show)
@@ -209,6 +220,8 @@ def _main(args: argparse.Namespace) -> int:
         verdict += " (transmit only, nothing verified)" if ok else ""
     print(f"xdptest-gen: {verdict}: {where}")
     print(report.summary())
+    if report.bad_frames:
+        print(report.first_bad_frame())
     if args.json:
         text = report.to_json()
         if args.json == "-":

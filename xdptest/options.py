@@ -14,6 +14,8 @@ BindModeOption = Literal["auto", "copy", "zerocopy"]
 # costs rate, not frames. 0 runs open loop, where such a stall shows as loss.
 DEFAULT_WINDOW = 4096
 EngineOption = Literal["afxdp", "live", "auto"]
+MAX_KEEP_BAD = 1024
+VerifyOption = Literal["frame", "stamp"]
 
 
 def _power_of_two(n: int) -> bool:
@@ -54,6 +56,10 @@ class TrafficOptions:
     speedup: float = 1.0
     loop: int | None = None  # --pcap: send the capture this many times (instead of count)
     write_tx_pcap: str | None = None  # pcapng of every frame sent, its TX descriptor in a comment
+    keep_bad: int = 8  # corrupted frames kept with the frame expected, for the report
+    # "frame": every byte of every frame is checked against the frame expected; "stamp": only the
+    # stamp and the payload after it (for programs whose rewrites no per-template rule describes)
+    verify: VerifyOption = "frame"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -86,6 +92,8 @@ class TrafficOptions:
             raise ConfigError(f"--duration must be positive, got {self.duration}")
         if self.rate is not None and not self.rate > 0:
             raise ConfigError(f"--rate must be a positive number of packets per second, got {self.rate}")
+        if self.verify not in ("frame", "stamp"):
+            raise ConfigError(f"--verify {self.verify!r}: use frame (every byte) or stamp")
         if self.engine not in ("afxdp", "live", "auto"):
             raise ConfigError(f"--engine {self.engine!r}: use afxdp, live or auto")
         if self.replay_timing and not self.pcap:
@@ -130,6 +138,8 @@ class TrafficOptions:
                               "raise --frame-size or lower --size")
         if not 0 <= self.allow_loss <= 100:
             raise ConfigError(f"--allow-loss is a percentage from 0 to 100, got {self.allow_loss}")
+        if not 0 <= self.keep_bad <= MAX_KEEP_BAD:
+            raise ConfigError(f"--keep-bad must be from 0 to {MAX_KEEP_BAD}, got {self.keep_bad}")
         if self.busy_poll is not None and self.busy_poll < 0:
             raise ConfigError(f"--busy-poll is in microseconds (>= 0), got {self.busy_poll}")
         if self.busy_poll_budget is not None and not 1 <= self.busy_poll_budget <= 65535:

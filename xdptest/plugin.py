@@ -488,7 +488,8 @@ def traffic(request: pytest.FixtureRequest, traffic_options: dict[str, Any],
     built-in redirect program, or ``rx_program=`` with an XSKMAP of your own). Options are
     ``xdptest-gen``'s: ``packet``, ``pcap``, ``size``, ``vary``, ``count``, ``duration``, ``rate``,
     ``queues``, ``frame_size``, ``ring_size``, ``batch``, ``mode``, ``need_wakeup``, ``busy_poll``,
-    ``window``... Everything it opens is closed before it returns.
+    ``window``... Every frame is checked byte for byte against the frame sent, or ``expect(frame)``
+    for a program that rewrites on purpose. Everything it opens is closed before it returns.
     """
     from xdptest.options import TrafficOptions
     from xdptest.traffic import TrafficRun
@@ -496,10 +497,10 @@ def traffic(request: pytest.FixtureRequest, traffic_options: dict[str, Any],
     collector = _collector(request)
     keep_frames = 2000 if _artifacts_root(request.config) else 0
 
-    def run(src: Any, dst: Any, rx_program: Any = None, **options: Any) -> Any:
+    def run(src: Any, dst: Any, rx_program: Any = None, expect: Any = None, **options: Any) -> Any:
         merged = {"attach_mode": xdp_attach_mode, **traffic_options, **options}
         opts = TrafficOptions.from_kwargs(**merged)
-        with TrafficRun(src, dst, opts, rx_program=rx_program, capture=keep_frames) as tr:
+        with TrafficRun(src, dst, opts, rx_program=rx_program, capture=keep_frames, expect=expect) as tr:
             tr.start()
             tr.wait()
             report = tr.report()

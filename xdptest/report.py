@@ -38,6 +38,10 @@ class TrafficReport:
     duplicated: int = 0
     reordered: int = 0
     corrupted: int = 0
+    # Where corrupted frames differed from the frames expected: l2, l3, l4, payload, length,
+    # stamp (frames counted in each part they differ in); and the first few, dissected.
+    corrupted_by: dict[str, int] = field(default_factory=dict)
+    bad_frames: list[dict[str, Any]] = field(default_factory=list)
     duration_s: float = 0.0
     tx_pps: float = 0.0
     rx_pps: float = 0.0
@@ -72,10 +76,29 @@ class TrafficReport:
             problems.append(f"lost {self.lost} of {self.sent} ({100 * self.loss_ratio:.3f} %, "
                             f"allowed {allow_loss} %)")
         if self.corrupted:
-            problems.append(f"{self.corrupted} frame(s) arrived corrupted")
+            problems.append(f"{self.corrupted} frame(s) arrived corrupted ({self._corrupted_where()})")
         if self.duplicated:
             problems.append(f"{self.duplicated} frame(s) arrived twice")
         return problems
+
+    def _corrupted_where(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.corrupted_by.items()) or "where: unknown"
+
+    def first_bad_frame(self) -> str:
+        """The first corrupted frame kept: the fields that differ, a byte diff, both dissections."""
+        if not self.bad_frames:
+            return ""
+        from xdptest.framediff import byte_diff, dissect
+
+        b = self.bad_frames[0]
+        actual = bytes.fromhex(b["actual"])
+        head = (f"first corrupted frame (stream {b['stream']}, sequence {b['seq']}, differs in "
+                f"{', '.join(b['where'])}): " + "; ".join(b["fields"]))
+        if b["expected"] is None:
+            return head + "\n--- actual ---\n" + dissect(actual)
+        expected = bytes.fromhex(b["expected"])
+        return (head + "\n" + byte_diff(actual, expected) + "\n--- actual ---\n" + dissect(actual)
+                + "\n--- expected ---\n" + dissect(expected))
 
     @property
     def delivered(self) -> bool:
@@ -101,7 +124,7 @@ class TrafficReport:
             ("lost", f"{self.lost} ({100 * self.loss_ratio:.3f} %)"),
             ("duplicated", f"{self.duplicated}"),
             ("reordered", f"{self.reordered}"),
-            ("corrupted", f"{self.corrupted}"),
+            ("corrupted", f"{self.corrupted}" + (f" ({self._corrupted_where()})" if self.corrupted else "")),
             ("duration", f"{self.duration_s:.3f} s"),
             ("TX rate", f"{self.tx_pps / 1e6:.3f} Mpps, {self.tx_gbps:.3f} Gbit/s"),
             ("RX rate", f"{self.rx_pps / 1e6:.3f} Mpps"),

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from xdptest import packets, signals
-from xdptest._native.gen import GenSpec, Verifier, percentiles
+from xdptest._native.gen import DIFF_CLASSES, BadFrame, GenSpec, Verifier, percentiles
 from xdptest._version import __version__
 from xdptest.errors import ConfigError, NotSupportedError, XdpTestError
+from xdptest.expect import Expect, expected_templates
 from xdptest.limits import max_frame_len
 from xdptest.options import TrafficOptions
 from xdptest.pcapfile import PcapngWriter
@@ -109,7 +110,7 @@ class TrafficRun:
     """
 
     def __init__(self, src: Endpoint, dst: Endpoint | None, options: TrafficOptions, *,
-                 rx_program: XdpProgram | None = None, capture: int = 0) -> None:
+                 rx_program: XdpProgram | None = None, capture: int = 0, expect: Expect = None) -> None:
         if options.count is None and options.duration is None and options.loop is None \
                 and not options.replay_timing:
             raise ConfigError("give --count or --duration: an endless run cannot be verified")
@@ -118,6 +119,12 @@ class TrafficRun:
                               f"{f'/{dst.queues}' if dst else ''} queue(s)")
         self.src, self.dst, self.options = src, dst, options
         self.templates, self.varies = build_templates(options, src, dst)
+        # What the receiver must see, byte for byte: the frames as sent, or as ``expect`` says.
+        if options.verify == "stamp" and expect:
+            raise ConfigError("--expect describes whole frames: it needs --verify frame (the default)")
+        self.expected = expected_templates(self.templates, self.varies, expect)
+        self._expect_gen = (GenSpec(self.expected, self.varies, stream=0, seed=options.seed, sent=self.templates)
+                            if options.verify == "frame" else None)
         if rx_program is not None and dst is not None:
             require_attached(rx_program, dst)  # before any socket or UMEM exists
         self.count = options.count
@@ -217,7 +224,7 @@ class TrafficRun:
                            need_wakeup=o.need_wakeup, busy_poll=o.busy_poll, program=rx_program,
                            attach_mode=o.attach_mode, busy_poll_budget=o.busy_poll_budget or 64)
             self._stack.callback(rx.close)
-            verifier = Verifier()
+            verifier = Verifier(expect=self._expect_gen, keep_bad=o.keep_bad, keep_bytes=o.frame_size)
             capture = self._capture if q == 0 else 0
             rx_loop = XskLoop(batch=min(o.batch, 256), poll_ms=1, verifier=verifier, copy_out=capture,
                               copy_out_bytes=capture * min(o.frame_size, 2048))
@@ -467,6 +474,9 @@ class TrafficRun:
                                  "reordered": late})
         r.received = unique
         r.corrupted = t.corrupted
+        r.corrupted_by = {name: n for name, n in zip(DIFF_CLASSES, t.corrupted_by, strict=True) if n}
+        bad = [b for q in self._queues if q.verifier is not None for b in q.verifier.bad_frames()]
+        r.bad_frames = [_bad_frame_entry(b) for b in bad[: self.options.keep_bad]]
         r.lost = max(0, r.sent - unique - t.corrupted)
         r.foreign = t.foreign
         span = (t.last_ns - t.first_ns) / 1e9
@@ -501,6 +511,16 @@ def wait_for_threads(threads: list[threading.Thread], interval: float,
             on_tick()
 
 
+def _bad_frame_entry(b: BadFrame) -> dict[str, Any]:
+    """A corrupted frame for the report (JSON): where it differs, and both frames in hex."""
+    from xdptest.framediff import differing_fields
+
+    fields = differing_fields(b.actual, b.expected) if b.expected is not None else ["the stamp's check fails"]
+    return {"stream": b.stream, "seq": b.seq, "where": list(b.classes), "fields": fields,
+            "length": b.length, "expected_length": b.expected_length,
+            "actual": b.actual.hex(), "expected": b.expected.hex() if b.expected is not None else None}
+
+
 def _add_stats(into: dict[str, int], stats: dict[str, int]) -> dict[str, int]:
     for name in XDP_STAT_NAMES:
         into[name] = into.get(name, 0) + int(stats.get(name, 0))
@@ -509,17 +529,20 @@ def _add_stats(into: dict[str, int], stats: dict[str, int]) -> dict[str, int]:
 
 def run_traffic(src: Endpoint, dst: Endpoint | None, options: TrafficOptions | None = None, *,
                 on_progress: Callable[[Progress], None] | None = None, rx_program: XdpProgram | None = None,
-                capture: int = 0, **kwargs: Any) -> TrafficReport:
+                capture: int = 0, expect: Expect = None, **kwargs: Any) -> TrafficReport:
     """Send from ``src`` through AF_XDP and verify at ``dst`` (None: transmit only).
 
     Options come as a :class:`TrafficOptions` or as keyword arguments of the same names
-    (``count=``, ``rate=``, ``vary=``, ``packet=``, ``queues=``, ...).
+    (``count=``, ``rate=``, ``vary=``, ``packet=``, ``queues=``, ...). Every frame received is
+    compared byte for byte with the frame sent, or with ``expect(frame)`` where a program rewrites
+    frames on purpose (``expect`` may also be rules such as ``"ip.ttl-=1"``; see
+    :mod:`xdptest.expect`).
     """
     if options is None:
         options = TrafficOptions.from_kwargs(**kwargs)
     elif kwargs:
         options = options.with_(**kwargs)
-    with TrafficRun(src, dst, options, rx_program=rx_program, capture=capture) as run:
+    with TrafficRun(src, dst, options, rx_program=rx_program, capture=capture, expect=expect) as run:
         run.start()
         run.wait(on_progress)
         report = run.report()

@@ -27,6 +27,7 @@ def test_udp_port_counter_example_passes(pytester: pytest.Pytester) -> None:
     "global_config",  # const volatile configuration before load, .bss and .data after
     "pinned_stats",  # two programs share a pinned map in one test; the next test starts from zero
     "core_counter",  # #include "vmlinux.h" (CO-RE), the header generated from the kernel's BTF
+    "router",  # a rewriting program, every byte of every frame checked against expect
 ])
 def test_program_example_passes(pytester: pytest.Pytester, name: str) -> None:
     run_example(pytester, name).assert_outcomes(passed=3 if name == "icmp_echo" else 2)

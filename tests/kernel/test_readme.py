@@ -22,7 +22,7 @@ def test_readme_api_example_runs() -> None:
 
 
 def test_readme_pytest_example_runs(pytester: pytest.Pytester) -> None:
-    example = next(b for b in BLOCKS if "def test_" in b)
+    example = next(b for b in BLOCKS if "def test_my_program_drops_port_9" in b)
     program = (ROOT / "examples" / "udp_port_counter" / "xdp_port_counter.c").read_text()
     pytester.makefile(".bpf.c", my_prog=program)
     pytester.makepyfile(test_readme=textwrap.dedent(example))
@@ -53,3 +53,10 @@ def test_readme_command_examples_run(tmp_path) -> None:  # type: ignore[no-untyp
     assert json.loads((tmp_path / "report.json").read_text())["tx_pps"] > 0
     assert (tmp_path / "rx.pcap").stat().st_size > 24
     assert (tmp_path / "sent.pcapng").stat().st_size > 250 * 64
+
+
+def test_readme_whole_frame_example_is_the_router_example() -> None:
+    """README's whole-frame example is examples/router's first test, which the suite runs."""
+    example = next(b for b in BLOCKS if "def router_hop" in b)
+    test = (ROOT / "examples" / "router" / "test_router.py").read_text()
+    assert textwrap.dedent(example).split("\n\n\n", 1)[1].strip() in test

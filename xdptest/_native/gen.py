@@ -37,23 +37,32 @@ class GenSpec:
 
     ``varies`` are parsed variations (``packets.parse_vary``); each is bound to every template's
     own offsets here, so templates with different header layouts vary the same fields.
+
+    With ``sent`` (the templates the sender uses, one per template here), the templates are the
+    frames a receiver must see instead: the generator then builds, for a stream and sequence
+    number, the frame expected at the receiver, with the sent frame's stamp and size.
     """
 
-    def __init__(self, templates: list[Template], varies: list[Vary], stream: int, seed: int = 0) -> None:
+    def __init__(self, templates: list[Template], varies: list[Vary], stream: int, seed: int = 0,
+                 sent: list[Template] | None = None) -> None:
         if not templates:
             raise ConfigError("no packet templates to send")
         if len(varies) > MAX_VARY:
             raise ConfigError(f"at most {MAX_VARY} --vary options, got {len(varies)}")
         if not 0 <= stream < MAX_STREAMS:
             raise ConfigError(f"stream id {stream} is outside 0-{MAX_STREAMS - 1}")
+        sent = sent or templates
+        if len(sent) != len(templates):
+            raise ConfigError(f"{len(templates)} expected frames for {len(sent)} templates")
+        deltas = [s.size - t.size for s, t in zip(sent, templates, strict=True)]
         size_vary = [v for v in varies if v.kind == KIND_SIZE]
-        self.max_len = max([t.size for t in templates] + [v.hi for v in size_vary])
+        self.max_len = max([t.size for t in templates] + [v.hi - d for v in size_vary for d in deltas])
         self._keep: list[Any] = []
         self._tmpl = ffi.new("struct xt_gen_tmpl[]", len(templates))
-        for i, t in enumerate(templates):
-            if size_vary and size_vary[0].lo < t.size:
+        for i, (t, s) in enumerate(zip(templates, sent, strict=True)):
+            if size_vary and size_vary[0].lo < s.size:
                 raise ConfigError(f"--vary size: {size_vary[0].lo} is below the template's own "
-                                  f"{t.size} bytes; build the template at the smallest size")
+                                  f"{s.size} bytes; build the template at the smallest size")
             data = ffi.new("unsigned char[]", t.frame.ljust(self.max_len, b"\0"))
             self._keep.append(data)
             c = self._tmpl[i]
@@ -66,9 +75,10 @@ class GenSpec:
             c.l4_proto = t.l4_proto
             c.l4_csum_off = (t.l4_offset + 6 if t.l4_proto == IPPROTO_UDP
                              else t.l4_offset + 16 if t.l4_proto == IPPROTO_TCP else -1)
-            c.pad_sum = _ones_sum(t.frame[t.stamp_offset + STAMP_SIZE:])
+            c.pad_sum = _ones_sum(s.frame[s.stamp_offset + STAMP_SIZE:])  # the stamp's check is the sender's
+            c.check_len_delta = deltas[i]
             for j, v in enumerate(varies):  # each template has its own offsets (VLAN tags, IPv6...)
-                c.vary_off[j] = resolve(v, t).offset
+                c.vary_off[j] = -1 if v.kind == KIND_SIZE else resolve(v, t).offset
         self.c = ffi.new("struct xt_gen *")
         self.c.tmpl = self._tmpl
         self.c.ntmpl = len(templates)
@@ -104,12 +114,34 @@ class StreamResult:
     highest: int
 
 
+# Where a corrupted frame differed from the frame expected: the names of the XT_DIFF_* bits.
+DIFF_CLASSES = ("l2", "l3", "l4", "payload", "length", "stamp")
+
+
+def diff_class_names(classes: int) -> list[str]:
+    return [name for i, name in enumerate(DIFF_CLASSES) if classes & (1 << i)]
+
+
+@dataclass(frozen=True)
+class BadFrame:
+    """A corrupted frame as received, and the frame expected (None where its stamp was unreadable)."""
+
+    stream: int
+    seq: int
+    classes: tuple[str, ...]
+    actual: bytes
+    expected: bytes | None
+    length: int  # as received (``actual`` may hold fewer bytes: the verifier keeps a bounded prefix)
+    expected_length: int
+
+
 @dataclass(frozen=True)
 class VerifyTotals:
     frames: int
     bytes: int
     stamped: int
     corrupted: int
+    corrupted_by: tuple[int, ...]
     foreign: int
     latency_min: int
     latency_max: int
@@ -120,13 +152,39 @@ class VerifyTotals:
 
 
 class Verifier:
-    """A C verifier: feed received frames, read per-stream accounting and latencies."""
+    """A C verifier: feed received frames, read per-stream accounting and latencies.
 
-    def __init__(self) -> None:
+    With ``expect`` (a :class:`GenSpec` of the frames the receiver must see, ``sent=`` the
+    sender's templates, or the sender's own), every stamped frame is compared byte for byte with
+    the frame expected for its stream and sequence number; without, only the stamp is checked.
+    The first ``keep_bad`` corrupted frames are kept (``keep_bytes`` of each) for the report.
+    """
+
+    def __init__(self, expect: GenSpec | None = None, keep_bad: int = 0, keep_bytes: int = 9216) -> None:
         ptr = lib.xt_verifier_new()
         if ptr == ffi.NULL:
             raise MemoryError("cannot allocate a verifier")
         self.c = ffi.gc(ptr, lib.xt_verifier_free)
+        self._expect = expect  # the C verifier points into it
+        self._keep_bytes = keep_bytes
+        if expect is not None and lib.xt_verifier_expect(self.c, expect.c, expect.max_len) < 0:
+            raise MemoryError("cannot allocate the verifier's expected-frame buffer")
+        if keep_bad and lib.xt_verifier_keep_bad(self.c, keep_bad, keep_bytes) < 0:
+            raise MemoryError(f"cannot allocate room for {keep_bad} bad frames")
+
+    def bad_frames(self) -> list[BadFrame]:
+        """The corrupted frames kept, in the order they arrived."""
+        out: list[BadFrame] = []
+        b = ffi.new("struct xt_bad_frame *")
+        for i in range(lib.xt_verifier_bad_count(self.c)):
+            lib.xt_verifier_bad(self.c, i, b)
+            out.append(BadFrame(
+                stream=int(b.stream), seq=int(b.seq), classes=tuple(diff_class_names(int(b.classes))),
+                actual=bytes(ffi.buffer(b.actual, min(int(b.len), self._keep_bytes))),
+                expected=(bytes(ffi.buffer(b.expected, min(int(b.expected_len), self._keep_bytes)))
+                          if b.expected != ffi.NULL else None),
+                length=int(b.len), expected_length=int(b.expected_len)))
+        return out
 
     def feed(self, frames: list[bytes], now_ns: int = 0) -> None:
         """Check frames handed over from Python (tests; the RX loops feed in C)."""
@@ -140,7 +198,9 @@ class Verifier:
     def totals(self) -> VerifyTotals:
         t = ffi.new("struct xt_verify_totals *")
         lib.xt_verifier_totals(self.c, t)
-        return VerifyTotals(*(int(getattr(t, f)) for f in VerifyTotals.__dataclass_fields__))
+        counts: dict[str, Any] = {f: int(getattr(t, f)) for f in VerifyTotals.__dataclass_fields__
+                                  if f != "corrupted_by"}
+        return VerifyTotals(corrupted_by=tuple(int(x) for x in t.corrupted_by), **counts)
 
     def stream(self, stream: int) -> StreamResult | None:
         r = ffi.new("struct xt_stream_result *")
