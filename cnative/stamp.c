@@ -4,26 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stamp.h"
+#include "verifier.h"
 
 #define XT_WINDOW (1u << XT_SEQ_WINDOW_BITS)
-
-struct xt_stream_state {
-	struct xt_stream_result r;
-	uint64_t *seen;		/* bitmap of the last XT_WINDOW sequence numbers */
-};
-
-struct xt_verifier {
-	struct xt_verify_totals t;
-	uint64_t hist[XT_HIST_BUCKETS];
-	struct xt_stream_state streams[XT_MAX_STREAMS];
-	const struct xt_gen *expect;	/* builds the frame expected for a stamp, or NULL */
-	uint8_t *scratch;		/* room for the longest expected frame */
-	unsigned int scratch_len;
-	unsigned int keep_max, keep_bytes, nkept;
-	uint8_t *kept;			/* keep_max slots of 2 * keep_bytes: actual, then expected */
-	struct xt_bad_frame *bad;
-};
 
 int xt_stamp_abi(void)
 {
@@ -74,6 +57,7 @@ void xt_verifier_reset(struct xt_verifier *v)
 	memset(v->hist, 0, sizeof(v->hist));
 	v->t.latency_min = UINT64_MAX;
 	v->nkept = 0;
+	xt_content_reset(v->content);
 }
 
 void xt_verifier_free(struct xt_verifier *v)
@@ -84,6 +68,7 @@ void xt_verifier_free(struct xt_verifier *v)
 	free(v->scratch);
 	free(v->kept);
 	free(v->bad);
+	xt_content_free(v->content);
 	free(v);
 }
 
@@ -224,8 +209,8 @@ static int xt_account(struct xt_stream_state *st, uint64_t seq)
 }
 
 /* Which parts of frame f differ from the expected frame e (XT_DIFF_* bits; 0: none). */
-static unsigned int xt_diff_classes(const struct xt_gen_tmpl *t, const uint8_t *f, uint32_t len,
-				    const uint8_t *e, uint32_t elen)
+unsigned int xt_diff_classes(const struct xt_gen_tmpl *t, const uint8_t *f, uint32_t len,
+			     const uint8_t *e, uint32_t elen)
 {
 	/* the parts' ends, as laid out in the expected frame */
 	uint32_t l3 = t->l3_off >= 0 ? (uint32_t)t->l3_off : (uint32_t)t->stamp_off;
@@ -245,8 +230,8 @@ static unsigned int xt_diff_classes(const struct xt_gen_tmpl *t, const uint8_t *
 	return classes;
 }
 
-static void xt_count_bad(struct xt_verifier *v, unsigned int classes, uint16_t stream, uint64_t seq,
-			 const uint8_t *f, uint32_t len, const uint8_t *e, uint32_t elen)
+void xt_count_bad(struct xt_verifier *v, unsigned int classes, uint16_t stream, uint64_t seq,
+		  const uint8_t *f, uint32_t len, const uint8_t *e, uint32_t elen)
 {
 	struct xt_bad_frame *b;
 	uint8_t *slot;
@@ -311,6 +296,10 @@ void xt_verifier_feed(struct xt_verifier *v, const unsigned char *frames, unsign
 
 		v->t.frames++;
 		v->t.bytes += len;
+		if (v->content) {	/* verbatim frames: no stamp, matched by content */
+			xt_content_feed(v, f, len, now);
+			continue;
+		}
 		if (off < 0 || xt_get16(f + off) != XT_STAMP_MAGIC) {
 			v->t.foreign++;
 			continue;

@@ -123,6 +123,17 @@ int xt_verifier_expect(struct xt_verifier *v, const struct xt_gen *g, unsigned i
 /* Keep the first `frames` corrupted frames, up to `bytes` of each frame. 0 or -ENOMEM. */
 int xt_verifier_keep_bad(struct xt_verifier *v, unsigned int frames, unsigned int bytes);
 unsigned int xt_verifier_bad_count(const struct xt_verifier *v);
+/*
+ * Verbatim frames: the frames sent in order, unstamped (only data and len are read; the
+ * offsets classify corruption). Received frames are then matched by content; the per-stream
+ * counts (stream 0) are complete once xt_verifier_frames_sent says how many were sent.
+ */
+int xt_verifier_expect_frames(struct xt_verifier *v, const struct xt_gen_tmpl *frames, unsigned int n);
+void xt_verifier_frames_sent(struct xt_verifier *v, unsigned long long sent);
+/* Verbatim frames that did not all arrive: up to max of them, in content order, as the index of
+ * the first frame with that content and how many of its copies are missing. Returns how many. */
+unsigned int xt_verifier_missing(const struct xt_verifier *v, unsigned long long sent, unsigned int *frames,
+				 unsigned long long *missing, unsigned int max);
 int xt_verifier_bad(const struct xt_verifier *v, unsigned int i, struct xt_bad_frame *out);
 unsigned long long xt_hist_bucket_value(unsigned int index);
 unsigned int xt_hist_index(unsigned long long value);

@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--speedup", type=float, default=1.0, metavar="X",
                       help="with --replay-timing: divide the capture's gaps by X")
     what.add_argument("--loop", type=int, metavar="N", help="send the --pcap capture N times (instead of --count)")
+    what.add_argument("--verbatim", action="store_true",
+                      help="send the --pcap frames unchanged (no stamp) and match what arrives by content: "
+                           "loss, duplicates, order and corruption, but no latency")
     what.add_argument("--window", type=int, metavar="FRAMES",
                       help=f"closed loop: stay at most this many frames ahead of the receiver "
                            f"(default {DEFAULT_WINDOW}; 0: open loop, as fast as the sender can)")
@@ -120,6 +123,7 @@ def _options(args: argparse.Namespace) -> Any:
         allow_loss=args.allow_loss, attach_mode=args.attach_mode, seed=args.seed, window=window,
         engine=args.engine, replay_timing=args.replay_timing, speedup=args.speedup, loop=args.loop,
         write_tx_pcap=args.write_tx_pcap, keep_bad=args.keep_bad, verify=args.verify,
+        verbatim=args.verbatim,
     )
 
 

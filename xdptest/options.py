@@ -57,6 +57,7 @@ class TrafficOptions:
     loop: int | None = None  # --pcap: send the capture this many times (instead of count)
     write_tx_pcap: str | None = None  # pcapng of every frame sent, its TX descriptor in a comment
     keep_bad: int = 8  # corrupted frames kept with the frame expected, for the report
+    verbatim: bool = False  # --pcap frames sent unchanged (no stamp), matched by content
     # "frame": every byte of every frame is checked against the frame expected; "stamp": only the
     # stamp and the payload after it (for programs whose rewrites no per-template rule describes)
     verify: VerifyOption = "frame"
@@ -92,6 +93,8 @@ class TrafficOptions:
             raise ConfigError(f"--duration must be positive, got {self.duration}")
         if self.rate is not None and not self.rate > 0:
             raise ConfigError(f"--rate must be a positive number of packets per second, got {self.rate}")
+        if self.verbatim:
+            self._check_verbatim()
         if self.verify not in ("frame", "stamp"):
             raise ConfigError(f"--verify {self.verify!r}: use frame (every byte) or stamp")
         if self.engine not in ("afxdp", "live", "auto"):
@@ -144,6 +147,19 @@ class TrafficOptions:
             raise ConfigError(f"--busy-poll is in microseconds (>= 0), got {self.busy_poll}")
         if self.busy_poll_budget is not None and not 1 <= self.busy_poll_budget <= 65535:
             raise ConfigError(f"--busy-poll-budget must be from 1 to 65535, got {self.busy_poll_budget}")
+
+    def _check_verbatim(self) -> None:
+        """--verbatim sends a capture's own frames: nothing may change them, one ordered stream."""
+        if not self.pcap:
+            raise ConfigError("--verbatim sends a capture's frames unchanged: give --pcap FILE")
+        for given, option in ((self.vary, "--vary"), (self.size is not None, "--size"),
+                              (self.verify != "frame", "--verify stamp")):
+            if given:
+                raise ConfigError(f"--verbatim sends the capture's frames unchanged: {option} cannot apply")
+        if self.queues != 1:
+            raise ConfigError("--verbatim checks one ordered stream: use --queues 1")
+        if self.engine == "live":
+            raise ConfigError("--verbatim frames are sent from an AF_XDP socket: use --engine afxdp")
 
     def with_(self, **changes: Any) -> TrafficOptions:
         return replace(self, **changes)

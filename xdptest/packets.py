@@ -226,6 +226,22 @@ def from_pcap(path: str | Path, size: int | None = None, limit: int = 65536) -> 
     return templates
 
 
+def verbatim_frames(path: str | Path, limit: int = 65536) -> list[Template]:
+    """The frames of a capture exactly as they are (no padding, no stamp): what ``--verbatim`` sends."""
+    frames: list[Template] = []
+    with _read_pcap(path) as reader:
+        for i, pkt in enumerate(reader):
+            if len(frames) >= limit:
+                raise ConfigError(f"--pcap {path}: more than {limit} frames; cut the capture down")
+            frame = bytes(pkt)
+            if len(frame) < ETH_HLEN:
+                raise ConfigError(f"--pcap {path}: frame {i} has {len(frame)} bytes, less than an Ethernet header")
+            frames.append(analyse(frame))
+    if not frames:
+        raise ConfigError(f"--pcap {path}: no frames in it")
+    return frames
+
+
 def pcap_schedule(path: str | Path, speedup: float = 1.0, limit: int = 65536) -> tuple[list[int], int]:
     """The capture's timing as a TX schedule: each frame's offset from the first (ns, divided by
     ``speedup``) and the period after which a loop starts again (the last offset plus the mean

@@ -42,6 +42,8 @@ class TrafficReport:
     # stamp (frames counted in each part they differ in); and the first few, dissected.
     corrupted_by: dict[str, int] = field(default_factory=dict)
     bad_frames: list[dict[str, Any]] = field(default_factory=list)
+    # --verbatim: the capture's frames that did not all arrive (frame index, copies missing, summary)
+    missing_frames: list[dict[str, Any]] = field(default_factory=list)
     duration_s: float = 0.0
     tx_pps: float = 0.0
     rx_pps: float = 0.0
@@ -128,7 +130,8 @@ class TrafficReport:
             ("duration", f"{self.duration_s:.3f} s"),
             ("TX rate", f"{self.tx_pps / 1e6:.3f} Mpps, {self.tx_gbps:.3f} Gbit/s"),
             ("RX rate", f"{self.rx_pps / 1e6:.3f} Mpps"),
-            ("latency", " ".join(f"{k}={lat.get(k, 0) / 1000:.1f}us" for k in LATENCY_KEYS)),
+            ("latency", " ".join(f"{k}={lat.get(k, 0) / 1000:.1f}us" for k in LATENCY_KEYS)
+             if any(lat.values()) else "not measured (no stamped frame arrived)"),
             ("AF_XDP", f"{self.bind_mode} mode, need_wakeup {'on' if self.need_wakeup else 'off'}, "
                        f"{self.queues} queue(s), {self.frame_size}-byte frames"),
             ("engine", "live frames (kernel)" if self.engine == "live" else "AF_XDP sockets"),
@@ -144,5 +147,7 @@ class TrafficReport:
             rows.append(("XDP_STATISTICS", ", ".join(f"{k}={v}" for k, v in nonzero.items())))
         if self.foreign:
             rows.append(("not ours", f"{self.foreign} frames (ARP, ND, ...), not counted"))
+        rows += [("missing", f"frame {m['frame']} of the capture, {m['missing']} time(s): {m['summary']}")
+                 for m in self.missing_frames]
         rows += [("note", n) for n in self.notes]
         return "\n".join(f"  {name:<15} {value}" for name, value in rows)

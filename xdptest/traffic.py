@@ -71,7 +71,10 @@ def build_templates(options: TrafficOptions, src: Endpoint, dst: Endpoint | None
         raise ConfigError("--vary size may be given once")
     size = size_vary[0].lo if size_vary else options.size
     peer = dst or src.peer  # transmitting only on a veth: address its peer
-    if options.pcap:
+    if options.verbatim:
+        assert options.pcap is not None  # validated with the options
+        templates = packets.verbatim_frames(options.pcap)
+    elif options.pcap:
         templates = packets.from_pcap(options.pcap, size)
     else:
         templates = [packets.from_scapy(
@@ -122,6 +125,8 @@ class TrafficRun:
         # What the receiver must see, byte for byte: the frames as sent, or as ``expect`` says.
         if options.verify == "stamp" and expect:
             raise ConfigError("--expect describes whole frames: it needs --verify frame (the default)")
+        if options.verbatim and expect:
+            raise ConfigError("--verbatim checks that the capture's frames arrive unchanged: --expect cannot apply")
         self.expected = expected_templates(self.templates, self.varies, expect)
         self._expect_gen = (GenSpec(self.expected, self.varies, stream=0, seed=options.seed, sent=self.templates)
                             if options.verify == "frame" else None)
@@ -176,6 +181,8 @@ class TrafficRun:
             return "the live engine rewrites at most 256 bytes of template per frame"
         if self.options.replay_timing:
             return "timed replay paces each frame from an AF_XDP socket"
+        if self.options.verbatim:
+            return "verbatim frames are sent from an AF_XDP socket"
         if self.options.write_tx_pcap:
             return "the kernel builds live frames, so only AF_XDP sends can be recorded (--write-tx-pcap)"
         return None
@@ -224,7 +231,12 @@ class TrafficRun:
                            need_wakeup=o.need_wakeup, busy_poll=o.busy_poll, program=rx_program,
                            attach_mode=o.attach_mode, busy_poll_budget=o.busy_poll_budget or 64)
             self._stack.callback(rx.close)
-            verifier = Verifier(expect=self._expect_gen, keep_bad=o.keep_bad, keep_bytes=o.frame_size)
+            if o.verbatim:  # matched by content against the frames sent (the GenSpec's C array)
+                assert self._expect_gen is not None  # --verbatim implies --verify frame
+                verifier = Verifier(keep_bad=o.keep_bad, keep_bytes=o.frame_size)
+                verifier.expect_frames(self._expect_gen)
+            else:
+                verifier = Verifier(expect=self._expect_gen, keep_bad=o.keep_bad, keep_bytes=o.frame_size)
             capture = self._capture if q == 0 else 0
             rx_loop = XskLoop(batch=min(o.batch, 256), poll_ms=1, verifier=verifier, copy_out=capture,
                               copy_out_bytes=capture * min(o.frame_size, 2048))
@@ -234,13 +246,14 @@ class TrafficRun:
                        fill_size=o.ring_size, comp_size=o.ring_size, mode=o.mode,
                        need_wakeup=o.need_wakeup)
         self._stack.callback(tx.close)
-        gen = GenSpec(self.templates, self.varies, stream=q, seed=o.seed)
+        gen = None if o.verbatim else GenSpec(self.templates, self.varies, stream=q, seed=o.seed)
+        frames = [t.frame for t in self.templates] if o.verbatim else []  # sent as they are
         per_queue = None
         if self.count is not None:
             per_queue = self.count // o.queues + (1 if q < self.count % o.queues else 0)
         rate = o.rate / o.queues if o.rate else 0.0
         schedule, period = self._schedule or ((), 0)
-        tx_loop = XskLoop(batch=min(o.batch, 256), count=per_queue or 0, gen=gen, rate=rate,
+        tx_loop = XskLoop(frames, batch=min(o.batch, 256), count=per_queue or 0, gen=gen, rate=rate,
                           tx_pcapng_bytes=TX_PCAPNG_BUFFER if self._tx_pcap else 0, pcap_interface=q,
                           schedule_ns=schedule, period_ns=period)
         if o.window and rx is not None and rx_loop is not None:
@@ -393,6 +406,8 @@ class TrafficRun:
     def sent_frames(self, n: int) -> list[bytes]:
         """The first ``n`` frames of stream 0 as its sender built them (stamp timestamps zeroed)."""
         sent = min(n, self._stream_sent().get(0, 0))
+        if self.options.verbatim:
+            return [self.templates[i % len(self.templates)].frame for i in range(sent)]
         return GenSpec(self.templates, self.varies, stream=0, seed=self.options.seed).build(0, sent, 0) \
             if sent else []
 
@@ -427,6 +442,8 @@ class TrafficRun:
                 entry["sent_bytes"] = q.tx_loop.nbytes
             if q.rx_loop is not None and q.verifier is not None:
                 entry["received"] = q.rx_loop.frames
+                if o.verbatim:  # duplicates and loss of each content need the count sent
+                    q.verifier.frames_sent(sent_by_stream.get(q.index, 0))
                 total.merge(q.verifier)
             entry["xdp_stats"] = stats
             _add_stats(r.xdp_stats, stats)
@@ -444,6 +461,10 @@ class TrafficRun:
             r.tx_gbps = round(sent_bytes * 8 / r.duration_s / 1e9, 4)
         if self.dst is not None:
             self._fill_rx(r, total, sent_by_stream)
+            if o.verbatim:
+                r.notes.append("verbatim: the capture's frames were sent unchanged and matched by content "
+                               "(no stamp, so no latency)")
+                r.missing_frames = self._missing(sent_by_stream.get(0, 0))
         else:
             r.notes.append("transmit only: nothing was verified")
         if self._schedule is not None:
@@ -453,6 +474,15 @@ class TrafficRun:
         if self.interrupted:
             r.notes.append(f"{self.interrupted_by}: the figures cover the run up to then")
         return r
+
+    def _missing(self, sent: int) -> list[dict[str, Any]]:
+        """--verbatim: which of the capture's frames did not all arrive (the first ``keep_bad``)."""
+        verifier = self._queues[0].verifier
+        assert verifier is not None
+        from scapy.layers.l2 import Ether
+
+        return [{"frame": i, "missing": n, "summary": Ether(self.templates[i].frame).summary()}
+                for i, n in verifier.missing(sent, self.options.keep_bad)]
 
     def _gap_errors(self) -> dict[str, int]:
         loop = self._queues[0].tx_loop

@@ -42,7 +42,7 @@ def test_readme_command_examples_run(tmp_path) -> None:  # type: ignore[no-untyp
     assert block
     lines = [ln.split("#")[0].strip() for ln in block.group(1).splitlines()]
     runnable = [ln for ln in lines if ln.startswith("xdptest-gen") and "--iface" not in ln]
-    assert len(runnable) == 5
+    assert len(runnable) == 6
     for line in runnable:  # paths in the examples are relative to the checkout
         argv = [sys.executable, "-m", "xdptest.cli",
                 *(str(ROOT / a) if a.startswith("fixtures/") else a for a in shlex.split(line)[1:])]

@@ -114,3 +114,22 @@ def test_differing_fields_names_layers_and_fields() -> None:
     assert differing_fields(a, b)[0] == "IP.ttl: 3, expected 4"
     c = bytes(Ether() / Dot1Q() / IP() / UDP())
     assert differing_fields(c, b)[-1].startswith("Dot1Q where IP was expected")
+
+
+def test_verbatim_frames_are_matched_by_content() -> None:
+    """Frames 0 and 2 have the same bytes: the n-th arrival of a content is its n-th occurrence."""
+    frames = [bytes(Ether() / IP() / UDP(dport=d)) for d in (1, 2, 1, 3)]
+    v = Verifier(keep_bad=2)
+    v.expect_frames(GenSpec([packets.analyse(f) for f in frames], [], stream=0))
+    similar = _flip(frames[3], 20)  # in the IP header
+    unrelated = bytes(Ether() / IP() / UDP(dport=1) / b"longer")
+    # two passes sent (8 frames); arrivals: 0, 1, 3, 2 (late), 0 (third copy), 1, 1 (one too many)
+    v.feed([frames[0], frames[1], frames[3], frames[2], frames[0], frames[1], frames[1], similar, unrelated])
+    v.frames_sent(8)
+    (s,) = v.streams()
+    assert (s.received, s.unique, s.duplicated, s.reordered) == (7, 6, 1, 1)
+    t = v.totals()
+    assert (t.corrupted, t.corrupted_by[1], t.foreign, t.latency_samples) == (1, 1, 1, 0)
+    assert v.missing(8, 10) == [(0, 1), (3, 1)]
+    (bad,) = v.bad_frames()
+    assert (bad.seq, bad.expected) == (3, frames[3])

@@ -172,6 +172,24 @@ class Verifier:
         if keep_bad and lib.xt_verifier_keep_bad(self.c, keep_bad, keep_bytes) < 0:
             raise MemoryError(f"cannot allocate room for {keep_bad} bad frames")
 
+    def expect_frames(self, frames: GenSpec) -> None:
+        """Verbatim mode: frames arrive as ``frames``' templates, unstamped, matched by content."""
+        self._expect = frames  # the C verifier points into its templates
+        rc = lib.xt_verifier_expect_frames(self.c, frames.c.tmpl, frames.c.ntmpl)
+        if rc < 0:
+            raise MemoryError(f"cannot index {frames.c.ntmpl} frames for verbatim verification")
+
+    def frames_sent(self, sent: int) -> None:
+        """Verbatim mode: how many frames were sent, which completes the per-content accounting."""
+        lib.xt_verifier_frames_sent(self.c, sent)
+
+    def missing(self, sent: int, limit: int) -> list[tuple[int, int]]:
+        """Verbatim mode: (index of a frame sent, copies of it missing), at most ``limit``."""
+        frames = ffi.new("unsigned int[]", max(limit, 1))
+        counts = ffi.new("unsigned long long[]", max(limit, 1))
+        n = lib.xt_verifier_missing(self.c, sent, frames, counts, limit)
+        return [(int(frames[i]), int(counts[i])) for i in range(n)]
+
     def bad_frames(self) -> list[BadFrame]:
         """The corrupted frames kept, in the order they arrived."""
         out: list[BadFrame] = []
