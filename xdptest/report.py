@@ -65,6 +65,11 @@ class TrafficReport:
     # (ns; p50 ... max, and the number of gaps measured). Empty otherwise.
     replay_gap_error_ns: dict[str, int] = field(default_factory=dict)
     tx_pcap: str | None = None  # --write-tx-pcap: where every sent frame was recorded
+    # --rate: how far the achieved TX rate was from it ((achieved - asked) / asked), else None
+    rate_error: float | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # every option of the run, and expect
+    # where it ran: libbpf version, probed features (present or why not), host kernel, CPUs
+    environment: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def delivery_problems(self, allow_loss: float = 0.0) -> list[str]:
@@ -128,7 +133,8 @@ class TrafficReport:
             ("reordered", f"{self.reordered}"),
             ("corrupted", f"{self.corrupted}" + (f" ({self._corrupted_where()})" if self.corrupted else "")),
             ("duration", f"{self.duration_s:.3f} s"),
-            ("TX rate", f"{self.tx_pps / 1e6:.3f} Mpps, {self.tx_gbps:.3f} Gbit/s"),
+            ("TX rate", f"{self.tx_pps / 1e6:.3f} Mpps, {self.tx_gbps:.3f} Gbit/s"
+                        + (f" ({100 * self.rate_error:+.2f} % from --rate)" if self.rate_error is not None else "")),
             ("RX rate", f"{self.rx_pps / 1e6:.3f} Mpps"),
             ("latency", " ".join(f"{k}={lat.get(k, 0) / 1000:.1f}us" for k in LATENCY_KEYS)
              if any(lat.values()) else "not measured (no stamped frame arrived)"),

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import TYPE_CHECKING, Any
 
 from xdptest import packets, signals
@@ -128,6 +130,7 @@ class TrafficRun:
         if options.verbatim and expect:
             raise ConfigError("--verbatim checks that the capture's frames arrive unchanged: --expect cannot apply")
         self.expected = expected_templates(self.templates, self.varies, expect)
+        self._expect = expect
         self._expect_gen = (GenSpec(self.expected, self.varies, stream=0, seed=options.seed, sent=self.templates)
                             if options.verify == "frame" else None)
         if rx_program is not None and dst is not None:
@@ -459,6 +462,10 @@ class TrafficRun:
         if r.duration_s > 0:
             r.tx_pps = round(r.sent / r.duration_s, 1)
             r.tx_gbps = round(sent_bytes * 8 / r.duration_s / 1e9, 4)
+            if o.rate:
+                r.rate_error = round((r.tx_pps - o.rate) / o.rate, 5)
+        r.config = self._config()
+        r.environment = environment()
         if self.dst is not None:
             self._fill_rx(r, total, sent_by_stream)
             if o.verbatim:
@@ -474,6 +481,16 @@ class TrafficRun:
         if self.interrupted:
             r.notes.append(f"{self.interrupted_by}: the figures cover the run up to then")
         return r
+
+    def _config(self) -> dict[str, Any]:
+        """Every option of the run as given, the engine that ran, and what ``expect`` was."""
+        config = {f.name: getattr(self.options, f.name) for f in dataclass_fields(self.options) if f.name != "extra"}
+        config["vary"] = list(self.options.vary)
+        config["engine_used"] = self.engine
+        expect = self._expect
+        config["expect"] = (None if expect is None else getattr(expect, "__qualname__", repr(expect))
+                            if callable(expect) else [expect] if isinstance(expect, str) else list(expect))
+        return config
 
     def _missing(self, sent: int) -> list[dict[str, Any]]:
         """--verbatim: which of the capture's frames did not all arrive (the first ``keep_bad``)."""
@@ -526,6 +543,20 @@ class TrafficRun:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+REPORTED_FEATURES = ("af_xdp", "need_wakeup", "busy_poll", "live_frames", "multi_buffer", "hugepages")
+
+
+def environment() -> dict[str, Any]:
+    """Where a run ran: libbpf, the probed features (probes are cached per process), host."""
+    from xdptest import features
+    from xdptest._native.bpf import libbpf_version
+
+    return {"libbpf": libbpf_version(), "kernel": platform.release(), "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "features": {name: {"present": s.present, "reason": s.reason}
+                         for name in REPORTED_FEATURES for s in [features.probe(name)]}}
 
 
 def wait_for_threads(threads: list[threading.Thread], interval: float,

@@ -41,6 +41,12 @@ def test_report_has_every_contract_field(veth_pair) -> None:
         assert key in d
     assert set(d["latency_ns"]) == set(LATENCY_KEYS)
     assert set(d["xdp_stats"]) == set(XDP_STAT_NAMES)
+    # the whole configuration, and where it ran
+    assert (d["config"]["count"], d["config"]["window"], d["config"]["engine_used"], d["config"]["expect"]) == (
+        100, W, "afxdp", None)
+    assert d["environment"]["libbpf"].startswith("v") and d["environment"]["cpus"] >= 1
+    assert d["environment"]["features"]["af_xdp"] == {"present": True, "reason": "present"}
+    assert (d["corrupted_by"], d["bad_frames"], d["rate_error"]) == ({}, [], None)
 
 
 @pytest.mark.parametrize("packet", [
@@ -128,6 +134,8 @@ def test_rate_is_held(veth_pair) -> None:
     # the benchmark checks +-2 % on a quiet machine; this checks that pacing works at all
     assert 0.85 * 5000 < r.tx_pps <= 5000 * 1.02, r.tx_pps
     assert r.received == r.sent
+    assert r.rate_error == pytest.approx((r.tx_pps - 5000) / 5000, abs=1e-5)
+    assert "% from --rate" in r.summary()
 
 
 def test_starved_receiver_loss_is_reported_not_hidden(veth_pair) -> None:
