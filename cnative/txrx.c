@@ -440,7 +440,7 @@ int xt_rx_burst(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loo
 	struct xsk_ring *r = &xsk->rx;
 	uint64_t chunks[XT_CHUNK];
 	unsigned int n = xt_min(cfg->batch ? cfg->batch : 64, XT_CHUNK), i, nrec = 0, good = 0;
-	uint64_t now;
+	uint64_t now, realtime;
 	__u32 idx;
 
 	if (!xsk->rx.map || ((cfg->flags & XT_LOOP_VERIFY) && !cfg->ntmpl))
@@ -456,6 +456,8 @@ int xt_rx_burst(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loo
 		return 0;
 	}
 	now = cfg->verifier ? xt_now_ns() : 0;
+	/* one receive time per batch: the frames of a batch reach the application together */
+	realtime = (cfg->flags & XT_LOOP_COPY_OUT) && cfg->out_ts ? xt_realtime_ns() : 0;
 	for (i = 0; i < n; i++) {
 		const struct xdp_desc *d = xsk_ring__desc(r, idx + i);
 		const unsigned char *data;
@@ -475,6 +477,8 @@ int xt_rx_burst(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loo
 		if ((cfg->flags & XT_LOOP_COPY_OUT) && st->out_frames < cfg->out_max &&
 		    d->len <= cfg->out_cap - st->out_used) {
 			memcpy(cfg->out + st->out_used, data, d->len);
+			if (cfg->out_ts)
+				cfg->out_ts[st->out_frames] = realtime;
 			cfg->out_lens[st->out_frames++] = d->len;
 			st->out_used += d->len;
 		}

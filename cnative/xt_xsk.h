@@ -3,7 +3,7 @@
  * cffi's cdef, so declarations only. Functions return 0 (or a count) on
  * success and a negative errno on failure.
  */
-#define XT_XSK_ABI 3
+#define XT_XSK_ABI 4
 
 #define XT_UMEM_UNALIGNED 1
 #define XT_UMEM_HUGEPAGES 2
@@ -106,6 +106,7 @@ struct xt_loop_cfg {
 	unsigned char *out;		/* XT_LOOP_COPY_OUT: frames copied here back to back */
 	unsigned long long out_cap;
 	unsigned int *out_lens;
+	unsigned long long *out_ts;	/* RX copy-out: each frame's CLOCK_REALTIME (ns), or NULL */
 	unsigned int out_max;
 	/* TX: build frames with this generator (frame number and sequence = next_tmpl) instead
 	 * of copying templates; gen_max_len bounds what it builds (checked against the frame). */

@@ -98,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="how the receiver's redirect program is attached (default native)")
     out = p.add_argument_group("output")
     out.add_argument("--json", metavar="FILE", help="write the report as JSON ('-': stdout)")
-    out.add_argument("--write-pcap", metavar="FILE", help="write what the receiver got (first frames)")
+    out.add_argument("--write-pcap", metavar="FILE",
+                     help="write what the receivers got (pcapng: the first --pcap-frames frames of all queues, "
+                          "one interface per queue, each frame with its receive time)")
     out.add_argument("--write-tx-pcap", metavar="FILE",
                      help="record every frame sent (pcapng; each frame's AF_XDP TX descriptor in its comment)")
     out.add_argument("--pcap-frames", type=int, default=100_000, help="frames --write-pcap keeps (default 100000)")
@@ -200,7 +202,8 @@ def _main(args: argparse.Namespace) -> int:
                 if show:
                     sys.stderr.write("\n")
                 report = run.report()
-                frames = run.captured() if capture else []
+                if args.write_pcap:
+                    run.write_capture(args.write_pcap)
     except (_Usage, XdpTestError) as exc:
         print(f"xdptest-gen: {exc}".splitlines()[0], file=sys.stderr)
         return EXIT_USAGE
@@ -212,10 +215,6 @@ def _main(args: argparse.Namespace) -> int:
 
     if run.interrupted:
         print(f"xdptest-gen: {run.interrupted_by}; everything it created was removed", file=sys.stderr)
-    if args.write_pcap:
-        from xdptest.pcapfile import write_pcap
-
-        write_pcap(args.write_pcap, frames)
     verified = dst is not None
     # Transmit only: nothing was received, so loss says nothing.
     ok = not run.interrupted and not report.delivery_problems(args.allow_loss if verified else 100.0)

@@ -76,7 +76,7 @@ class PcapngWriter:
     writes are. ``write_blocks`` may be called from several threads.
     """
 
-    SHB, IDB = 0x0A0D0D0A, 0x00000001
+    SHB, IDB, EPB = 0x0A0D0D0A, 0x00000001, 0x00000006
     BYTE_ORDER_MAGIC = 0x1A2B3C4D
     OPT_SHB_USERAPPL, OPT_IF_NAME, OPT_IF_TSRESOL = 4, 2, 9
 
@@ -91,6 +91,12 @@ class PcapngWriter:
             idb = struct.pack("=HHI", LINKTYPE_ETHERNET, 0, 0) + _option(self.OPT_IF_NAME, name.encode()) \
                 + _option(self.OPT_IF_TSRESOL, bytes([9])) + _option(0, b"")  # 10^-9 s: nanoseconds
             self._f.write(_block(self.IDB, idb))
+
+    def write_packet(self, interface: int, ts_ns: int, frame: bytes) -> None:
+        """One Enhanced Packet Block: ``frame`` seen on ``interface`` at ``ts_ns`` (ns since the epoch)."""
+        body = struct.pack("=IIIII", interface, ts_ns >> 32, ts_ns & 0xFFFFFFFF, len(frame), len(frame)) \
+            + _pad4(frame) + _option(0, b"")
+        self.write_blocks(_block(self.EPB, body))
 
     def write_blocks(self, blocks: bytes) -> None:
         if blocks:

@@ -240,7 +240,7 @@ class TrafficRun:
                 verifier.expect_frames(self._expect_gen)
             else:
                 verifier = Verifier(expect=self._expect_gen, keep_bad=o.keep_bad, keep_bytes=o.frame_size)
-            capture = self._capture if q == 0 else 0
+            capture = -(-self._capture // o.queues)  # each queue's share, rounded up
             rx_loop = XskLoop(batch=min(o.batch, 256), poll_ms=1, verifier=verifier, copy_out=capture,
                               copy_out_bytes=capture * min(o.frame_size, 2048))
         if self.engine == "live":
@@ -401,10 +401,28 @@ class TrafficRun:
 
     # --- report --------------------------------------------------------------------------------
 
+    def captured_records(self) -> list[tuple[int, int, bytes]]:
+        """(receive time as CLOCK_REALTIME ns, queue, frame) of the first ``capture=N`` frames
+        the receivers copied out, all queues merged in time order."""
+        records = [(t, q.index, f) for q in self._queues if q.rx_loop is not None
+                   for t, f in zip(q.rx_loop.copied_times(), q.rx_loop.copied_frames(), strict=True)]
+        records.sort(key=lambda r: (r[0], r[1]))  # stable: a queue's batch keeps its order
+        return records[: self._capture]
+
     def captured(self) -> list[bytes]:
-        """Frames the first receiver copied out (``capture=N``)."""
-        q = self._queues[0]
-        return q.rx_loop.copied_frames() if q.rx_loop is not None else []
+        """The frames of :meth:`captured_records`."""
+        return [f for _, _, f in self.captured_records()]
+
+    def write_capture(self, path: str) -> int:
+        """Write the captured frames as pcapng: one interface per queue, each frame with its own
+        receive time. Returns how many frames were written."""
+        assert self.dst is not None
+        records = self.captured_records()
+        names = [f"{self.dst} queue {q} (AF_XDP RX)" for q in range(self.options.queues)]
+        with PcapngWriter(path, names, application=f"xdptest {__version__}") as out:
+            for ts, queue, frame in records:
+                out.write_packet(queue, ts, frame)
+        return len(records)
 
     def sent_frames(self, n: int) -> list[bytes]:
         """The first ``n`` frames of stream 0 as its sender built them (stamp timestamps zeroed)."""

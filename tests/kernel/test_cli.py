@@ -58,6 +58,22 @@ def test_write_pcap_is_readable_by_tcpdump(tmp_path: Path) -> None:
     assert "198.18.0.2.109:" in out
 
 
+def test_write_pcap_covers_every_queue_with_receive_times(tmp_path: Path) -> None:
+    from scapy.layers.inet import UDP
+    from scapy.utils import PcapNgReader
+
+    pcap = tmp_path / "rx.pcapng"
+    p = gen("--count", "4000", "--queues", "2", "--write-pcap", str(pcap), "--pcap-frames", "1000")
+    assert p.returncode == 0, p.stderr
+    with PcapNgReader(str(pcap)) as reader:
+        frames = [f for f in reader if UDP in f]
+    queues = {f.sniffed_on.rsplit(" queue ", 1)[1] for f in frames}
+    assert queues == {"0 (AF_XDP RX)", "1 (AF_XDP RX)"} and 900 <= len(frames) <= 1000
+    times = [float(f.time) for f in frames]
+    assert times == sorted(times) and len(set(times)) > 1  # each batch its own receive time
+    assert abs(times[0] - time.time()) < 60
+
+
 def test_starved_receiver_exits_1_and_allow_loss_accepts_it() -> None:
     starve = ["--count", "200000", "--rx-ring-size", "64", "--ring-size", "64", "--frames", "128", "--batch", "32"]
     p = gen(*starve)

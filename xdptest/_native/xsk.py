@@ -153,6 +153,7 @@ class XskLoop:
         copy_out_bytes = max(copy_out_bytes, tx_pcapng_bytes)
         self._out = ffi.new("unsigned char[]", max(copy_out_bytes, 1))
         self._out_lens = ffi.new("unsigned int[]", max(copy_out, 1))
+        self._out_ts = ffi.new("unsigned long long[]", max(copy_out, 1))
         cfg = ffi.new("struct xt_loop_cfg *")
         cfg.tmpl = self._tmpl
         cfg.tmpl_lens = self._lens
@@ -170,6 +171,7 @@ class XskLoop:
         cfg.out = self._out
         cfg.out_cap = copy_out_bytes
         cfg.out_lens = self._out_lens
+        cfg.out_ts = self._out_ts
         cfg.out_max = copy_out
         if gen is not None:
             cfg.gen = gen.c
@@ -271,6 +273,10 @@ class XskLoop:
             out.append(raw[pos:pos + n])
             pos += n
         return out
+
+    def copied_times(self) -> list[int]:
+        """When each copied frame was received (CLOCK_REALTIME ns; one reading per batch)."""
+        return [int(self._out_ts[i]) for i in range(int(self._st.out_frames))]
 
 
 class NativeXsk:
