@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import threading
 import time
 from collections.abc import Callable
@@ -21,14 +20,15 @@ from dataclasses import fields as dataclass_fields
 from typing import TYPE_CHECKING, Any
 
 from xdptest import packets, signals
-from xdptest._native.gen import DIFF_CLASSES, BadFrame, GenSpec, Verifier, percentiles
+from xdptest._native.gen import GenSpec, Verifier, percentiles
 from xdptest._version import __version__
 from xdptest.errors import ConfigError, NotSupportedError, XdpTestError
 from xdptest.expect import Expect, expected_templates
 from xdptest.limits import max_frame_len
 from xdptest.options import TrafficOptions
 from xdptest.pcapfile import PcapngWriter
-from xdptest.report import LATENCY_KEYS, XDP_STAT_NAMES, TrafficReport
+from xdptest.report import LATENCY_KEYS, TrafficReport
+from xdptest.runreport import QUANTILES, add_stats, environment, fill_received
 from xdptest.xsk import Umem, XskLoop, XskSocket, require_attached
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ DEFAULT_PACKET = "Ether()/IP()/UDP(sport=1024, dport=9)"
 # to ride out a receiver thread that the scheduler sets aside for a few milliseconds.
 MIN_RX_RING = 8192
 DEFAULT_SIZE = 64  # frames without --size: 64 bytes, or what the headers and stamp need
-QUANTILES = (0.5, 0.9, 0.99, 0.999)
 TX_PCAPNG_BUFFER = 4 << 20  # bytes of packet blocks a TX loop gathers before Python writes them
 
 
@@ -457,7 +456,7 @@ class TrafficRun:
             entry: dict[str, Any] = {"queue": q.index}
             for s in (q.tx, q.rx):
                 if s is not None:
-                    _add_stats(stats, s.statistics())
+                    add_stats(stats, s.statistics())
             if q.tx_loop is not None:
                 entry["sent"] = q.tx_loop.frames
                 entry["sent_bytes"] = q.tx_loop.nbytes
@@ -467,7 +466,7 @@ class TrafficRun:
                     q.verifier.frames_sent(sent_by_stream.get(q.index, 0))
                 total.merge(q.verifier)
             entry["xdp_stats"] = stats
-            _add_stats(r.xdp_stats, stats)
+            add_stats(r.xdp_stats, stats)
             r.per_queue.append(entry)
         if self._live is not None:
             loop_s = self._live.stats().elapsed_s
@@ -485,7 +484,8 @@ class TrafficRun:
         r.config = self._config()
         r.environment = environment()
         if self.dst is not None:
-            self._fill_rx(r, total, sent_by_stream)
+            bad = [b for q in self._queues if q.verifier is not None for b in q.verifier.bad_frames()]
+            fill_received(r, total, sent_by_stream, bad[: self.options.keep_bad])
             if o.verbatim:
                 r.notes.append("verbatim: the capture's frames were sent unchanged and matched by content "
                                "(no stamp, so no latency)")
@@ -526,29 +526,6 @@ class TrafficRun:
         values = percentiles(loop.gap_histogram(), QUANTILES, 0, worst) if samples else [0] * len(QUANTILES)
         return {**dict(zip(LATENCY_KEYS[1:-1], values, strict=True)), "max": worst, "samples": samples}
 
-    def _fill_rx(self, r: TrafficReport, total: Verifier, sent_by_stream: dict[int, int]) -> None:
-        t = total.totals()
-        unique = 0
-        for stream, sent in sorted(sent_by_stream.items()):
-            res = total.stream(stream)
-            got, dup, late = (res.unique, res.duplicated, res.reordered) if res else (0, 0, 0)
-            unique += got
-            r.duplicated += dup
-            r.reordered += late
-            r.per_stream.append({"stream": stream, "sent": sent, "received": got, "duplicated": dup,
-                                 "reordered": late})
-        r.received = unique
-        r.corrupted = t.corrupted
-        r.corrupted_by = {name: n for name, n in zip(DIFF_CLASSES, t.corrupted_by, strict=True) if n}
-        bad = [b for q in self._queues if q.verifier is not None for b in q.verifier.bad_frames()]
-        r.bad_frames = [_bad_frame_entry(b) for b in bad[: self.options.keep_bad]]
-        r.lost = max(0, r.sent - unique - t.corrupted)
-        r.foreign = t.foreign
-        span = (t.last_ns - t.first_ns) / 1e9
-        r.rx_pps = round(r.received / span, 1) if span > 0 else 0.0
-        lat = percentiles(total.histogram(), QUANTILES, t.latency_min, t.latency_max)
-        r.latency_ns = dict(zip(LATENCY_KEYS, [t.latency_min, *lat, t.latency_max], strict=True))
-
     def close(self) -> None:
         self._stop.set()
         self._senders_done.set()
@@ -563,20 +540,6 @@ class TrafficRun:
         self.close()
 
 
-REPORTED_FEATURES = ("af_xdp", "need_wakeup", "busy_poll", "live_frames", "multi_buffer", "hugepages")
-
-
-def environment() -> dict[str, Any]:
-    """Where a run ran: libbpf, the probed features (probes are cached per process), host."""
-    from xdptest import features
-    from xdptest._native.bpf import libbpf_version
-
-    return {"libbpf": libbpf_version(), "kernel": platform.release(), "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "features": {name: {"present": s.present, "reason": s.reason}
-                         for name in REPORTED_FEATURES for s in [features.probe(name)]}}
-
-
 def wait_for_threads(threads: list[threading.Thread], interval: float,
                      on_tick: Callable[[], None] | None = None) -> None:
     """Wait until every thread has ended, calling ``on_tick`` once per ``interval`` seconds at most
@@ -588,22 +551,6 @@ def wait_for_threads(threads: list[threading.Thread], interval: float,
         alive[0].join(timeout=interval)
         if on_tick is not None:
             on_tick()
-
-
-def _bad_frame_entry(b: BadFrame) -> dict[str, Any]:
-    """A corrupted frame for the report (JSON): where it differs, and both frames in hex."""
-    from xdptest.framediff import differing_fields
-
-    fields = differing_fields(b.actual, b.expected) if b.expected is not None else ["the stamp's check fails"]
-    return {"stream": b.stream, "seq": b.seq, "where": list(b.classes), "fields": fields,
-            "length": b.length, "expected_length": b.expected_length,
-            "actual": b.actual.hex(), "expected": b.expected.hex() if b.expected is not None else None}
-
-
-def _add_stats(into: dict[str, int], stats: dict[str, int]) -> dict[str, int]:
-    for name in XDP_STAT_NAMES:
-        into[name] = into.get(name, 0) + int(stats.get(name, 0))
-    return into
 
 
 def run_traffic(src: Endpoint, dst: Endpoint | None, options: TrafficOptions | None = None, *,

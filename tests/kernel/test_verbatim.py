@@ -102,4 +102,5 @@ def test_command_replays_a_capture_verbatim(capture, tmp_path: Path) -> None:
     assert "received        100" in out.stdout and "latency         not measured" in out.stdout
     from scapy.utils import rdpcap
 
-    assert [bytes(p) for p in rdpcap(str(tmp_path / "rx.pcap"))] == frames * 20
+    got = [bytes(p) for p in rdpcap(str(tmp_path / "rx.pcap"))]
+    assert [f for f in got if f in frames] == frames * 20  # the kernel's own IPv6 ND may be in it too
