@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -98,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="how the receiver's redirect program is attached (default native)")
     out = p.add_argument_group("output")
     out.add_argument("--json", metavar="FILE", help="write the report as JSON ('-': stdout)")
+    out.add_argument("--interval", type=float, metavar="SECONDS",
+                     help="print a row every SECONDS: sent, received, corrupted, missing, rate, latency")
+    out.add_argument("--json-lines", metavar="FILE",
+                     help="write each --interval row as it comes, then the report, as JSON lines ('-': stdout)")
     out.add_argument("--write-pcap", metavar="FILE",
                      help="write what the receivers got (pcapng: the first --pcap-frames frames of all queues, "
                           "one interface per queue, each frame with its receive time)")
@@ -125,7 +130,7 @@ def _options(args: argparse.Namespace) -> Any:
         allow_loss=args.allow_loss, attach_mode=args.attach_mode, seed=args.seed, window=window,
         engine=args.engine, replay_timing=args.replay_timing, speedup=args.speedup, loop=args.loop,
         write_tx_pcap=args.write_tx_pcap, keep_bad=args.keep_bad, verify=args.verify,
-        verbatim=args.verbatim,
+        verbatim=args.verbatim, interval=args.interval,
     )
 
 
@@ -155,6 +160,35 @@ def _progress_printer(stream: TextIO) -> Any:
     def show(progress: Any) -> None:
         stream.write("\r" + progress.line() + "   ")
         stream.flush()
+
+    return show
+
+
+@contextlib.contextmanager
+def _lines(path: str | None) -> Iterator[TextIO | None]:
+    """The --json-lines file (stdout for '-'), open for the whole run."""
+    if path is None:
+        yield None
+    elif path == "-":
+        yield sys.stdout
+    else:
+        with open(path, "w") as f:
+            yield f
+
+
+def _write_line(out: TextIO, body: dict[str, Any]) -> None:
+    out.write(json.dumps(body) + "\n")
+    out.flush()  # a reader follows the file as the run goes
+
+
+def _interval_printer(lines: TextIO | None) -> Any:
+    from xdptest.intervals import row_line
+
+    def show(row: dict[str, Any]) -> None:
+        if lines is not sys.stdout:
+            print(row_line(row), flush=True)
+        if lines is not None:
+            _write_line(lines, {"type": "interval", **row})
 
     return show
 
@@ -189,19 +223,26 @@ def _main(args: argparse.Namespace) -> int:
         if args.rx_iface is None and args.iface is not None and args.write_pcap:
             raise _Usage("--write-pcap needs a receiver (--rx-iface)")
         for path, option in ((args.json, "--json"), (args.write_pcap, "--write-pcap"),
-                             (args.write_tx_pcap, "--write-tx-pcap")):
+                             (args.write_tx_pcap, "--write-tx-pcap"), (args.json_lines, "--json-lines")):
             _check_output(path, option)
+        if args.json_lines and args.interval is None:
+            raise _Usage("--json-lines writes the --interval rows: give --interval SECONDS")
         from xdptest.traffic import TrafficRun
 
-        with _topology(args, options.queues) as (src, dst, where):
+        with _topology(args, options.queues) as (src, dst, where), _lines(args.json_lines) as lines:
             capture = args.pcap_frames if args.write_pcap else 0
-            with TrafficRun(src, dst, options, capture=capture, expect=args.expect) as run:
-                show = _progress_printer(sys.stderr) if sys.stderr.isatty() and not args.quiet else None
+            with TrafficRun(src, dst, options, capture=capture, expect=args.expect,
+                            on_interval=_interval_printer(lines)) as run:
+                # rows take the progress line's place
+                show = (_progress_printer(sys.stderr) if sys.stderr.isatty() and not args.quiet
+                        and args.interval is None else None)
                 run.start()
                 run.wait(show)
                 if show:
                     sys.stderr.write("\n")
                 report = run.report()
+                if lines is not None:
+                    _write_line(lines, {"type": "report", **report.to_dict()})
                 if args.write_pcap:
                     run.write_capture(args.write_pcap)
     except (_Usage, XdpTestError) as exc:

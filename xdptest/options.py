@@ -15,6 +15,7 @@ BindModeOption = Literal["auto", "copy", "zerocopy"]
 DEFAULT_WINDOW = 4096
 EngineOption = Literal["afxdp", "live", "auto"]
 MAX_KEEP_BAD = 1024
+MIN_INTERVAL = 0.05  # the traffic threads report every 50 ms: rows cannot be finer
 VerifyOption = Literal["frame", "stamp"]
 
 
@@ -58,6 +59,7 @@ class TrafficOptions:
     write_tx_pcap: str | None = None  # pcapng of every frame sent, its TX descriptor in a comment
     keep_bad: int = 8  # corrupted frames kept with the frame expected, for the report
     verbatim: bool = False  # --pcap frames sent unchanged (no stamp), matched by content
+    interval: float | None = None  # seconds per row of the report's ``intervals`` (None: no rows)
     # "frame": every byte of every frame is checked against the frame expected; "stamp": only the
     # stamp and the payload after it (for programs whose rewrites no per-template rule describes)
     verify: VerifyOption = "frame"
@@ -95,6 +97,8 @@ class TrafficOptions:
             raise ConfigError(f"--rate must be a positive number of packets per second, got {self.rate}")
         if self.verbatim:
             self._check_verbatim()
+        if self.interval is not None and not self.interval >= MIN_INTERVAL:
+            raise ConfigError(f"--interval is in seconds, at least {MIN_INTERVAL}, got {self.interval}")
         if self.verify not in ("frame", "stamp"):
             raise ConfigError(f"--verify {self.verify!r}: use frame (every byte) or stamp")
         if self.engine not in ("afxdp", "live", "auto"):

@@ -68,6 +68,10 @@ class TrafficReport:
     # --rate: how far the achieved TX rate was from it ((achieved - asked) / asked), else None
     rate_error: float | None = None
     config: dict[str, Any] = field(default_factory=dict)  # every option of the run, and expect
+    # --interval: one row per interval (sent, received, corrupted, missing, rates, latency)
+    intervals: list[dict[str, Any]] = field(default_factory=list)
+    # [lowest ns of the bucket, frames] for each non-empty bucket of the latency histogram
+    latency_histogram: list[list[int]] = field(default_factory=list)
     # where it ran: libbpf version, probed features (present or why not), host kernel, CPUs
     environment: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)

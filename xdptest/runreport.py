@@ -6,7 +6,7 @@ import os
 import platform
 from typing import Any
 
-from xdptest._native.gen import DIFF_CLASSES, BadFrame, Verifier, percentiles
+from xdptest._native.gen import DIFF_CLASSES, BadFrame, Verifier, bucket_value, percentiles
 from xdptest.report import LATENCY_KEYS, XDP_STAT_NAMES, TrafficReport
 
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
@@ -61,5 +61,7 @@ def fill_received(r: TrafficReport, total: Verifier, sent_by_stream: dict[int, i
     r.foreign = t.foreign
     span = (t.last_ns - t.first_ns) / 1e9
     r.rx_pps = round(r.received / span, 1) if span > 0 else 0.0
-    lat = percentiles(total.histogram(), QUANTILES, t.latency_min, t.latency_max)
+    histogram = total.histogram()
+    lat = percentiles(histogram, QUANTILES, t.latency_min, t.latency_max)
     r.latency_ns = dict(zip(LATENCY_KEYS, [t.latency_min, *lat, t.latency_max], strict=True))
+    r.latency_histogram = [[bucket_value(i), n] for i, n in enumerate(histogram) if n]

@@ -20,10 +20,11 @@ from dataclasses import fields as dataclass_fields
 from typing import TYPE_CHECKING, Any
 
 from xdptest import packets, signals
-from xdptest._native.gen import GenSpec, Verifier, percentiles
+from xdptest._native.gen import HIST_BUCKETS, GenSpec, Verifier, percentiles
 from xdptest._version import __version__
 from xdptest.errors import ConfigError, NotSupportedError, XdpTestError
 from xdptest.expect import Expect, expected_templates
+from xdptest.intervals import IntervalRecorder, Progress, Sample
 from xdptest.limits import max_frame_len
 from xdptest.options import TrafficOptions
 from xdptest.pcapfile import PcapngWriter
@@ -43,22 +44,6 @@ DEFAULT_PACKET = "Ether()/IP()/UDP(sport=1024, dport=9)"
 MIN_RX_RING = 8192
 DEFAULT_SIZE = 64  # frames without --size: 64 bytes, or what the headers and stamp need
 TX_PCAPNG_BUFFER = 4 << 20  # bytes of packet blocks a TX loop gathers before Python writes them
-
-
-@dataclass
-class Progress:
-    elapsed_s: float
-    sent: int
-    received: int
-
-    @property
-    def in_flight_or_lost(self) -> int:
-        return max(0, self.sent - self.received)
-
-    def line(self) -> str:
-        rate = self.sent / self.elapsed_s if self.elapsed_s else 0.0
-        return (f"{self.elapsed_s:7.2f} s  {rate / 1e6:6.3f} Mpps  sent {self.sent}  "
-                f"received {self.received}  missing {self.in_flight_or_lost}")
 
 
 def build_templates(options: TrafficOptions, src: Endpoint, dst: Endpoint | None
@@ -114,7 +99,8 @@ class TrafficRun:
     """
 
     def __init__(self, src: Endpoint, dst: Endpoint | None, options: TrafficOptions, *,
-                 rx_program: XdpProgram | None = None, capture: int = 0, expect: Expect = None) -> None:
+                 rx_program: XdpProgram | None = None, capture: int = 0, expect: Expect = None,
+                 on_interval: Callable[[dict[str, Any]], None] | None = None) -> None:
         if options.count is None and options.duration is None and options.loop is None \
                 and not options.replay_timing:
             raise ConfigError("give --count or --duration: an endless run cannot be verified")
@@ -151,6 +137,8 @@ class TrafficRun:
         self._started = 0.0
         self._tx_elapsed = 0.0
         self._capture = capture
+        self._intervals = (IntervalRecorder(options.interval, self.sample, on_interval)
+                           if options.interval else None)
         self.interrupted_by = ""  # what stopped the run early ("" while it ran to its end)
         self.notes: list[str] = []
         self._live: Any = None
@@ -368,6 +356,17 @@ class TrafficRun:
         waiter.start()
         self._threads += [*senders, waiter]
 
+    def sample(self) -> Sample:
+        """The counters of every queue now (for per-interval rows)."""
+        received = corrupted = 0
+        histogram = [0] * HIST_BUCKETS
+        for q in self._queues:
+            if q.verifier is not None:
+                t = q.verifier.totals()
+                received, corrupted = received + t.stamped, corrupted + t.corrupted
+                histogram = [a + b for a, b in zip(histogram, q.verifier.histogram(), strict=True)]
+        return Sample(time.monotonic() - self._started, self._sent_total(), received, corrupted, histogram)
+
     def progress(self) -> Progress:
         return Progress(time.monotonic() - self._started, self._sent_total(), self._received_total())
 
@@ -377,7 +376,11 @@ class TrafficRun:
             signals.check()  # a stop signal whose raise was swallowed elsewhere (an at-fork hook)
             if on_progress is not None:
                 on_progress(self.progress())
+            if self._intervals is not None:
+                self._intervals.tick()
 
+        if self._intervals is not None:
+            interval = min(interval, self._intervals.every / 10)
         try:
             wait_for_threads(self._threads, interval, tick)
         except KeyboardInterrupt as exc:
@@ -387,6 +390,8 @@ class TrafficRun:
             self._senders_done.set()
             for t in self._threads:
                 t.join()
+        if self._intervals is not None:
+            self._intervals.finish()
         for q in self._queues:
             if q.errors:
                 raise q.errors[0]
@@ -482,6 +487,7 @@ class TrafficRun:
             if o.rate:
                 r.rate_error = round((r.tx_pps - o.rate) / o.rate, 5)
         r.config = self._config()
+        r.intervals = list(self._intervals.rows) if self._intervals is not None else []
         r.environment = environment()
         if self.dst is not None:
             bad = [b for q in self._queues if q.verifier is not None for b in q.verifier.bad_frames()]

@@ -171,3 +171,25 @@ def test_terminated_mid_run_removes_its_topology(tmp_path: Path, signum: signal.
     assert f"terminated by {signum.name}; everything it created was removed" in err, err
     assert not set(names) & set(os.listdir("/run/netns"))
     assert not record.exists()
+
+
+def test_interval_rows_and_json_lines(tmp_path: Path) -> None:
+    lines = tmp_path / "run.ndjson"
+    p = gen("--rate", "50000", "--duration", "1.0", "--interval", "0.25", "--json-lines", str(lines))
+    assert p.returncode == 0, p.stdout + p.stderr
+    printed = [ln for ln in p.stdout.splitlines() if ln.startswith("[")]
+    records = [json.loads(ln) for ln in lines.read_text().splitlines()]
+    rows, (report,) = records[:-1], records[-1:]
+    assert report["type"] == "report" and all(r["type"] == "interval" for r in rows)
+    assert 4 <= len(rows) <= 5 and len(printed) == len(rows)
+    assert [r["interval"] for r in rows] == list(range(1, len(rows) + 1))
+    assert sum(r["sent"] for r in rows) == report["sent"] and sum(r["received"] for r in rows) == report["received"]
+    assert report["intervals"] == [{k: v for k, v in r.items() if k != "type"} for r in rows]
+    full = [r for r in rows if r["end_s"] - r["start_s"] > 0.2]
+    assert all(40_000 < r["tx_pps"] < 60_000 for r in full), full
+    assert all(0 < r["latency_ns"]["p50"] <= r["latency_ns"]["p99"] <= r["latency_ns"]["max"] for r in full)
+
+
+def test_json_lines_needs_interval(tmp_path: Path) -> None:
+    p = gen("--count", "10", "--json-lines", str(tmp_path / "x.ndjson"))
+    assert p.returncode == 2 and "give --interval SECONDS" in p.stderr

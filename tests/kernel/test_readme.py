@@ -42,7 +42,7 @@ def test_readme_command_examples_run(tmp_path) -> None:  # type: ignore[no-untyp
     assert block
     lines = [ln.split("#")[0].strip() for ln in block.group(1).splitlines()]
     runnable = [ln for ln in lines if ln.startswith("xdptest-gen") and "--iface" not in ln]
-    assert len(runnable) == 6
+    assert len(runnable) == 7
     for line in runnable:  # paths in the examples are relative to the checkout
         argv = [sys.executable, "-m", "xdptest.cli",
                 *(str(ROOT / a) if a.startswith("fixtures/") else a for a in shlex.split(line)[1:])]
@@ -53,6 +53,7 @@ def test_readme_command_examples_run(tmp_path) -> None:  # type: ignore[no-untyp
     assert json.loads((tmp_path / "report.json").read_text())["tx_pps"] > 0
     assert (tmp_path / "rx.pcap").stat().st_size > 24
     assert (tmp_path / "sent.pcapng").stat().st_size > 250 * 64
+    assert [json.loads(ln)["type"] for ln in (tmp_path / "run.ndjson").read_text().splitlines()][-1] == "report"
 
 
 def test_readme_whole_frame_example_is_the_router_example() -> None:

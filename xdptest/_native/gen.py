@@ -244,6 +244,11 @@ class Verifier:
 _BUCKET_VALUES = [int(lib.xt_hist_bucket_value(i)) for i in range(HIST_BUCKETS)]
 
 
+def bucket_value(index: int) -> int:
+    """The lowest value (ns) that falls into latency histogram bucket ``index``."""
+    return _BUCKET_VALUES[index]
+
+
 def percentiles(histogram: list[int], quantiles: tuple[float, ...], lo: int, hi: int) -> list[int]:
     """Values at the given quantiles (0..1) from histogram buckets, clamped to the exact min/max."""
     total = sum(histogram)
