@@ -72,6 +72,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "XDP_STATISTICS, ring snapshots and map dumps under DIR/<test>/",
     )
     parser.addini("xdptest_artifacts", "default for --xdptest-artifacts", default="")
+    group.addoption(
+        "--xdptest-report", dest="xdptest_report", metavar="FILE", default=None,
+        help="write every traffic run of the session (test id, kernel, whole report) to FILE as one JSON document",
+    )
 
 
 def _kernel_option(config: pytest.Config) -> str | None:
@@ -105,6 +109,9 @@ def pytest_configure(config: pytest.Config) -> None:
         from xdptest.plugin_matrix import configure_worker
 
         configure_worker(config)
+    from xdptest.plugin_report import register
+
+    register(config)
     config.addinivalue_line(
         "markers", "kernel: needs root and a kernel with XDP; creates real namespaces and programs"
     )
@@ -124,7 +131,7 @@ def _keep(config: pytest.Config) -> bool:
 def _kit_options_given(config: pytest.Config) -> bool:
     """True when the command line or the ini file names an ``--xdptest-*`` option."""
     return any(bool(config.getoption(dest) or config.getini(dest))
-               for dest in ("xdptest_kernel", "xdptest_keep", "xdptest_artifacts"))
+               for dest in ("xdptest_kernel", "xdptest_keep", "xdptest_artifacts", "xdptest_report"))
 
 
 def _uses_the_kit(items: list[pytest.Item]) -> bool:
@@ -492,6 +499,7 @@ def traffic(request: pytest.FixtureRequest, traffic_options: dict[str, Any],
     for a program that rewrites on purpose. Everything it opens is closed before it returns.
     """
     from xdptest.options import TrafficOptions
+    from xdptest.plugin_report import record_traffic
     from xdptest.traffic import TrafficRun
 
     collector = _collector(request)
@@ -508,6 +516,7 @@ def traffic(request: pytest.FixtureRequest, traffic_options: dict[str, Any],
                 collector.add_traffic(report, tr.sent_frames(keep_frames), tr.captured())
             else:
                 collector.add_traffic(report, [], [])
+        record_traffic(request, report)
         return report
 
     return run

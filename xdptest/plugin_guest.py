@@ -55,6 +55,9 @@ def run_pytest_in_guest(config: pytest.Config, kernel: str) -> int:
     xmlpath = getattr(config.option, "xmlpath", None)
     if xmlpath:
         writable.append(os.path.dirname(os.path.join(cwd, os.path.expanduser(str(xmlpath)))))
+    report = config.getoption("xdptest_report", None)
+    if report:
+        writable.append(os.path.dirname(os.path.join(cwd, os.path.expanduser(str(report)))))
     artifacts = config.getoption("xdptest_artifacts", None) or config.getini("xdptest_artifacts")
     if artifacts:
         writable.append(os.path.join(cwd, str(artifacts)))

@@ -82,3 +82,35 @@ def test_a_dozen_traffic_tests_in_parallel_leave_nothing(pytester: pytest.Pytest
     created = {n for f in names.iterdir() for n in f.read_text().split()}
     assert len(created) == 24
     assert not created & set(os.listdir("/run/netns"))
+
+
+def test_session_traffic_report_and_summary_lines(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """Two workers, three traffic runs: each run is a line in the terminal summary and a report in
+    the session's JSON document, with its test id and kernel."""
+    pytester.makepyfile(textwrap.dedent('''
+        import pytest
+
+        @pytest.mark.parametrize("count", [300, 500])
+        def test_runs(veth_pair, traffic, count):
+            pair = veth_pair()
+            assert traffic(pair.a, pair.b, count=count).received == count
+
+        def test_two_runs(veth_pair, traffic):
+            pair = veth_pair()
+            traffic(pair.a, pair.b, count=100)
+            traffic(pair.a, pair.b, count=200, vary=["size=64-128"])
+
+        def test_without_traffic(veth_pair):
+            veth_pair()
+    '''))
+    path = tmp_path / "session.json"
+    result = _run(pytester, "-n", "2", f"--xdptest-report={path}")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*xdptest traffic*", "*test_runs?300?: sent 300, received 300, lost 0, corrupted 0*",
+                                 "*4 traffic report(s) written to*"])
+    document = json.loads(path.read_text())
+    runs = sorted((r["test"].split("::")[1], r["report"]["sent"]) for r in document["runs"])
+    assert runs == [("test_runs[300]", 300), ("test_runs[500]", 500), ("test_two_runs", 100), ("test_two_runs", 200)]
+    assert {r["kernel"] for r in document["runs"]} == {os.uname().release}
+    assert all(r["outcome"] == "passed" and r["report"]["config"]["count"] == r["report"]["sent"]
+               for r in document["runs"])
