@@ -76,6 +76,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--xdptest-report", dest="xdptest_report", metavar="FILE", default=None,
         help="write every traffic run of the session (test id, kernel, whole report) to FILE as one JSON document",
     )
+    parser.addini("xdptest_report", "default for --xdptest-report", default="")
 
 
 def _kernel_option(config: pytest.Config) -> str | None:

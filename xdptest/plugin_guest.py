@@ -55,7 +55,7 @@ def run_pytest_in_guest(config: pytest.Config, kernel: str) -> int:
     xmlpath = getattr(config.option, "xmlpath", None)
     if xmlpath:
         writable.append(os.path.dirname(os.path.join(cwd, os.path.expanduser(str(xmlpath)))))
-    report = config.getoption("xdptest_report", None)
+    report = config.getoption("xdptest_report", None) or config.getini("xdptest_report")
     if report:
         writable.append(os.path.dirname(os.path.join(cwd, os.path.expanduser(str(report)))))
     artifacts = config.getoption("xdptest_artifacts", None) or config.getini("xdptest_artifacts")

@@ -22,13 +22,18 @@ LINE_KEY = "xdptest_traffic"
 REPORT_KEY = "xdptest_traffic_report"
 
 
+def report_path(config: pytest.Config) -> str | None:
+    value = config.getoption("xdptest_report", None) or config.getini("xdptest_report")
+    return str(value) if value else None
+
+
 def record_traffic(request: pytest.FixtureRequest, report: Any) -> None:
     """Attach a traffic run's line (and, when a report file was asked for, its report) to the test."""
     lat = report.latency_ns
     line = (f"sent {report.sent}, received {report.received}, lost {report.lost}, corrupted {report.corrupted}, "
             f"{report.rx_pps / 1e6:.3f} Mpps, p99 {lat['p99'] / 1000:.1f} us, {report.engine} on {report.kernel}")
     request.node.user_properties.append((LINE_KEY, line))
-    if request.config.getoption("xdptest_report", None):
+    if report_path(request.config):
         request.node.user_properties.append((REPORT_KEY, report.to_dict()))
 
 
@@ -73,4 +78,4 @@ def register(config: pytest.Config) -> None:
     """Record traffic in the process that reports (not in an xdist worker, whose reports go to it)."""
     if hasattr(config, "workerinput"):
         return
-    config.pluginmanager.register(TrafficRecords(config.getoption("xdptest_report", None)), "xdptest-traffic")
+    config.pluginmanager.register(TrafficRecords(report_path(config)), "xdptest-traffic")
