@@ -11,6 +11,7 @@ packages=(
   tcpdump               # reading captures in tests
   bpftool               # tests list every BPF program and map to prove nothing leaked
   strace                # a test proves that sessions not using the plugin make no bpf() call
+  chromium              # a test opens xdptest-gen --plot's page in a real headless browser
 )
 
 # A Python without venv or headers needs the distribution's packages too.

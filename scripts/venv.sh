@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv (once) and installs the kit into it in editable mode with its test and lint tools.
+# Creates .venv (once) and installs the kit into it in editable mode with its test, lint and plot extras.
 # Safe to run again: pip only rebuilds the extension and the BPF objects. The build's own chatter
 # (setuptools' notes on editable installs) is shown only when the install fails.
 set -euo pipefail
@@ -17,4 +17,4 @@ quietly() {
   rm -f "$log"
 }
 quietly .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip setuptools wheel cffi
-quietly .venv/bin/python -m pip install --disable-pip-version-check --no-build-isolation -e '.[test,lint]'
+quietly .venv/bin/python -m pip install --disable-pip-version-check --no-build-isolation -e '.[test,lint,plot]'

@@ -101,6 +101,10 @@ def _parser() -> argparse.ArgumentParser:
     out.add_argument("--json", metavar="FILE", help="write the report as JSON ('-': stdout)")
     out.add_argument("--interval", type=float, metavar="SECONDS",
                      help="print a row every SECONDS: sent, received, corrupted, missing, rate, latency")
+    out.add_argument("--plot", metavar="FILE",
+                     help="draw the latency histogram and percentiles, and with --interval the rate and missing "
+                          "frames over time: FILE.html (one self-contained page), .png or .svg "
+                          "(needs matplotlib: pip install 'xdptest[plot]')")
     out.add_argument("--json-lines", metavar="FILE",
                      help="write each --interval row as it comes, then the report, as JSON lines ('-': stdout)")
     out.add_argument("--write-pcap", metavar="FILE",
@@ -210,8 +214,12 @@ def _check_output(path: str | None, option: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    with signals.terminate_like_interrupt():
-        return _main(args)
+    try:
+        with signals.terminate_like_interrupt():
+            return _main(args)
+    except BrokenPipeError:  # standard output closed early (| head): the rest goes nowhere, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -225,6 +233,11 @@ def _main(args: argparse.Namespace) -> int:
         for path, option in ((args.json, "--json"), (args.write_pcap, "--write-pcap"),
                              (args.write_tx_pcap, "--write-tx-pcap"), (args.json_lines, "--json-lines")):
             _check_output(path, option)
+        if args.plot:
+            from xdptest.plot import check_plot_path
+
+            check_plot_path(args.plot)
+            _check_output(args.plot, "--plot")
         if args.json_lines and args.interval is None:
             raise _Usage("--json-lines writes the --interval rows: give --interval SECONDS")
         from xdptest.traffic import TrafficRun
@@ -254,6 +267,14 @@ def _main(args: argparse.Namespace) -> int:
         print(f"xdptest-gen: {why}; everything it created was removed", file=sys.stderr)
         return EXIT_FAILED
 
+    # Files first: a reader that closes standard output early (| head) must not cost them.
+    if args.plot:
+        from xdptest.plot import write_plot
+
+        write_plot(report, args.plot)
+    if args.json and args.json != "-":
+        with open(args.json, "w") as f:
+            f.write(report.to_json() + "\n")
     if run.interrupted:
         print(f"xdptest-gen: {run.interrupted_by}; everything it created was removed", file=sys.stderr)
     verified = dst is not None
@@ -266,13 +287,8 @@ def _main(args: argparse.Namespace) -> int:
     print(report.summary())
     if report.bad_frames:
         print(report.first_bad_frame())
-    if args.json:
-        text = report.to_json()
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as f:
-                f.write(text + "\n")
+    if args.json == "-":
+        print(report.to_json())
     return EXIT_OK if ok else EXIT_FAILED
 
 

@@ -27,7 +27,7 @@ LAYERS: dict[str, int] = {
     "xdptest.signals": 0, "xdptest.caps": 0, "xdptest.registry": 0, "xdptest.pcapfile": 0,
     "xdptest._toolchain": 0,
     "xdptest.packets": 1, "xdptest.options": 1, "xdptest.report": 1, "xdptest.assertions": 1,
-    "xdptest.strategies": 1, "xdptest.btf": 1, "xdptest.framediff": 1, "xdptest.expect": 1,
+    "xdptest.strategies": 1, "xdptest.btf": 1, "xdptest.framediff": 1, "xdptest.expect": 1, "xdptest.plot": 1,
     "xdptest._native": 2,
     "xdptest.nsexec": 3, "xdptest.netns": 3, "xdptest.netdevsim": 3, "xdptest.vm": 3, "xdptest.pins": 3,
     "xdptest.bpf": 4, "xdptest.builtin": 4, "xdptest.features": 4, "xdptest.maps": 4, "xdptest.variables": 4,
