@@ -61,3 +61,25 @@ def test_readme_whole_frame_example_is_the_router_example() -> None:
     example = next(b for b in BLOCKS if "def router_hop" in b)
     test = (ROOT / "examples" / "router" / "test_router.py").read_text()
     assert textwrap.dedent(example).split("\n\n\n", 1)[1].strip() in test
+
+
+def test_readme_report_commands_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The commands of "Reports people read", as written (about 15 s of traffic)."""
+    import json
+    import shlex
+    import subprocess
+    import sys
+
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"### Reports people read\n\n```sh\n(.*?)```", text, re.S)
+    assert block
+    lines = [ln for ln in block.group(1).splitlines() if ln.startswith("xdptest-gen")]
+    assert len(lines) == 2
+    for line in lines:
+        p = subprocess.run([sys.executable, "-m", "xdptest.cli", *shlex.split(line)[1:]], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120, check=False)
+        assert p.returncode in (0, 1), (line, p.stderr)  # 1: an honest verdict on a loaded machine
+    assert (tmp_path / "run.png").read_bytes().startswith(b"\x89PNG")
+    assert "<svg" in (tmp_path / "run.html").read_text()
+    records = [json.loads(ln) for ln in (tmp_path / "run.ndjson").read_text().splitlines()]
+    assert len(records) >= 10 and records[-1]["type"] == "report"
