@@ -41,10 +41,11 @@ fi
 # The subset (about 8 minutes per kernel under emulation, about 230 tests): netdevsim (tests/vm)
 # and the tests that exercise the kernel rather than the host's Python: attach modes, programs,
 # topology, AF_XDP rings, poll, busy poll, loops, XDP_STATISTICS and the invalid-descriptor tables
-# and fuzzer (their expected values per kernel), traffic, the live-frames program and engine,
-# replay and TX capture. The same on every kernel: what a kernel lacks skips naming the feature and
-# the Linux version that brought it. Left out: the slow end-to-end command, README, plugin and
-# cleanup tests (they test Python the host run already covers).
+# and fuzzer (their expected values per kernel), traffic, whole-frame and verbatim verification,
+# the live-frames program and engine, replay and TX capture. The same on every kernel: what a
+# kernel lacks skips naming the feature and the Linux version that brought it. Left out: the slow
+# end-to-end command, README, plugin and cleanup tests (they test Python the host run already
+# covers).
 subset=(
   tests/vm
   tests/kernel/test_programs.py
@@ -60,6 +61,8 @@ subset=(
   tests/kernel/test_xsk_stats.py
   tests/kernel/test_fault_descriptors.py
   tests/kernel/test_traffic.py
+  tests/kernel/test_whole_frame.py
+  tests/kernel/test_verbatim.py
   tests/kernel/test_live_program.py
   tests/kernel/test_live_traffic.py
   tests/kernel/test_replay_and_tx_capture.py
