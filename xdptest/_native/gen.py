@@ -63,7 +63,9 @@ class GenSpec:
             if size_vary and size_vary[0].lo < s.size:
                 raise ConfigError(f"--vary size: {size_vary[0].lo} is below the template's own "
                                   f"{s.size} bytes; build the template at the smallest size")
-            data = ffi.new("unsigned char[]", t.frame.ljust(self.max_len, b"\0"))
+            # padded only where a varied size may read past the template (65536 captured frames
+            # would otherwise each take the longest one's room)
+            data = ffi.new("unsigned char[]", t.frame.ljust(self.max_len, b"\0") if size_vary else t.frame)
             self._keep.append(data)
             c = self._tmpl[i]
             c.data = data
