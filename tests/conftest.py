@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "kernel" in item.keywords:
             item.add_marker(skip)
+
+
+def default_stop_signals() -> None:
+    """``preexec_fn`` for a child that must meet Ctrl-C, SIGTERM and SIGHUP as a terminal user's
+    process does, also when the suite runs under ``nohup`` or in the background (SIGHUP or SIGINT
+    then ignored, which children inherit and the kit rightly respects)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import default_stop_signals
 from xdptest.netns import reap_leftovers
 
 INNER_TEST = textwrap.dedent('''
@@ -72,6 +73,7 @@ def test_a_stop_signal_in_the_middle_of_a_test_leaves_nothing(pytester: pytest.P
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(pytester.path)],
         cwd=pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        preexec_fn=default_stop_signals,
     )
     try:
         ns_a, ns_b, _, prog_id = _wait_for(names)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import default_stop_signals
+
 
 def gen(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "xdptest.cli", *args], capture_output=True, text=True,
@@ -149,7 +151,8 @@ def test_terminated_mid_run_removes_its_topology(tmp_path: Path, signum: signal.
     state = tmp_path / "state"
     env = dict(os.environ, XDPTEST_STATE_DIR=str(state))
     proc = subprocess.Popen([sys.executable, "-m", "xdptest.cli", "--duration", "60", "--rate", "2000"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_stop_signals)
     record = state / f"{proc.pid}.json"
     names: list[str] = []
     try:

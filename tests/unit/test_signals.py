@@ -6,10 +6,12 @@ import subprocess
 import sys
 import textwrap
 
+from tests.conftest import default_stop_signals
+
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=60, check=False)
+                          timeout=60, check=False, preexec_fn=default_stop_signals)
 
 
 def test_a_raise_swallowed_where_python_ignores_exceptions_is_raised_again_by_check() -> None:
