@@ -49,6 +49,7 @@ fi
 subset=(
   tests/vm
   tests/kernel/test_programs.py
+  tests/kernel/test_probes.py
   tests/kernel/test_topology.py
   tests/kernel/test_attach.py
   tests/kernel/test_xsk_programs.py

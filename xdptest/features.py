@@ -15,6 +15,7 @@ import os
 import platform
 import re
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ XDP_MMAP_OFFSETS = 1
 SO_PREFER_BUSY_POLL = 69
 MAP_HUGETLB = 0x40000
 BPF_F_TEST_XDP_LIVE_FRAMES = 2
+XDP_USE_SG = 1 << 4  # bind flag of AF_XDP multi-buffer (if_xdp.h)
 UNKNOWN_TEST_RUN_FLAG = 1 << 31  # no kernel defines it: a kernel that reads the flags refuses it
 
 
@@ -35,8 +37,9 @@ def kernel_version(release: str | None = None) -> tuple[int, int]:
 class FeatureStatus:
     name: str
     present: bool
-    reason: str  # why it is missing, or how it was found
+    reason: str  # why it is missing, or "present"
     since: str | None  # kernel release that brought it; None where it depends on the machine
+    source: str = ""  # what the probe tries
 
     @property
     def required_by_kernel(self) -> bool:
@@ -116,7 +119,7 @@ def _probe_test_run_context() -> str | None:
     return None
 
 
-def _probe_multi_buffer() -> str | None:
+def _probe_xdp_frags() -> str | None:
     from xdptest.bpf import XdpProgram, builtin_program_path
     from xdptest.errors import XdpTestError
 
@@ -126,6 +129,31 @@ def _probe_multi_buffer() -> str | None:
     except XdpTestError as exc:
         return f"an xdp.frags program does not load: {exc}"
     return None
+
+
+def _probe_multi_buffer() -> str | None:
+    """AF_XDP multi-buffer (6.6): bind() checks its flags before it looks for the device, so a bind
+    with XDP_USE_SG to no device (ifindex 0) fails with ENODEV where the flag is known and with
+    EINVAL where it is not. Nothing is bound either way."""
+    import ctypes
+
+    from xdptest._native.xsk import AF_XDP
+
+    try:
+        sock = socket.socket(AF_XDP, socket.SOCK_RAW, 0)
+    except OSError as exc:
+        return f"no AF_XDP sockets: {exc.strerror}"
+    with sock:
+        addr = struct.pack("=HHIII", AF_XDP, XDP_USE_SG, 0, 0, 0)  # struct sockaddr_xdp
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.bind(sock.fileno(), ctypes.c_char_p(addr), len(addr)) == 0:
+            return "bind() to ifindex 0 succeeded: the probe cannot tell"
+        err = ctypes.get_errno()
+    if err == errno.ENODEV:
+        return None
+    if err == errno.EINVAL:
+        return "bind() refuses the XDP_USE_SG flag (AF_XDP multi-buffer)"
+    return f"bind() with XDP_USE_SG: {os.strerror(err)}"
 
 
 def _probe_hugepages() -> str | None:
@@ -151,16 +179,18 @@ def _probe_zerocopy() -> str | None:
             "it is found when a socket binds, not by a probe")
 
 
-_PROBES: dict[str, tuple[Callable[[], str | None], str | None]] = {
-    "af_xdp": (_probe_af_xdp, "4.18"),
-    "need_wakeup": (_probe_need_wakeup, "5.4"),
-    "busy_poll": (_probe_busy_poll, "5.11"),
-    "live_frames": (_probe_live_frames, "5.18"),
-    "test_run_context": (_probe_test_run_context, "5.15"),
-    "multi_buffer": (_probe_multi_buffer, "5.18"),
-    "hugepages": (_probe_hugepages, None),
-    "netdevsim": (_probe_netdevsim, None),
-    "zerocopy": (_probe_zerocopy, None),
+# name: (probe, the release that brought it, how the probe finds it)
+_PROBES: dict[str, tuple[Callable[[], str | None], str | None, str]] = {
+    "af_xdp": (_probe_af_xdp, "4.18", "socket(AF_XDP)"),
+    "need_wakeup": (_probe_need_wakeup, "5.4", "the rings' flags word in XDP_MMAP_OFFSETS"),
+    "busy_poll": (_probe_busy_poll, "5.11", "setsockopt(SO_PREFER_BUSY_POLL)"),
+    "live_frames": (_probe_live_frames, "5.18", "BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES and an unknown flag"),
+    "test_run_context": (_probe_test_run_context, "5.15", "BPF_PROG_TEST_RUN with an xdp_md context"),
+    "xdp_frags": (_probe_xdp_frags, "5.18", "loading an xdp.frags program"),
+    "multi_buffer": (_probe_multi_buffer, "6.6", "bind() with XDP_USE_SG"),
+    "hugepages": (_probe_hugepages, None, "a 2 MB MAP_HUGETLB mapping"),
+    "netdevsim": (_probe_netdevsim, None, "/sys/bus/netdevsim and its module"),
+    "zerocopy": (_probe_zerocopy, None, "none: found when a socket binds"),
 }
 FEATURES = tuple(_PROBES)
 
@@ -170,16 +200,24 @@ def probe(name: str) -> FeatureStatus:
     """Probe one feature (cached per process)."""
     if name not in _PROBES:
         raise ValueError(f"unknown feature {name!r}; features: {', '.join(FEATURES)}")
-    func, since = _PROBES[name]
+    func, since, how = _PROBES[name]
     try:
         reason = func()
     except Exception as exc:  # a probe that breaks says so instead of hiding the feature
         reason = f"probe failed: {exc}"
-    return FeatureStatus(name, reason is None, reason or "present", since)
+    return FeatureStatus(name, reason is None, reason or "present", since, how)
 
 
-def summary(names: tuple[str, ...] = ("af_xdp", "need_wakeup", "busy_poll", "live_frames",
-                                      "multi_buffer", "hugepages", "netdevsim")) -> str:
+SUMMARY = ("af_xdp", "need_wakeup", "busy_poll", "live_frames", "xdp_frags", "multi_buffer", "hugepages",
+           "netdevsim")
+
+
+def sources(names: tuple[str, ...] = SUMMARY) -> str:
+    """How each feature of the summary is found."""
+    return "; ".join(f"{name}: {_PROBES[name][2]}" for name in names)
+
+
+def summary(names: tuple[str, ...] = SUMMARY) -> str:
     parts = []
     for name in names:
         with contextlib.suppress(Exception):

@@ -119,8 +119,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "requires_feature(*names): skip where a kernel feature is missing (need_wakeup, busy_poll, "
-        "live_frames, test_run_context, multi_buffer, netdevsim, zerocopy, hugepages, af_xdp), but fail where the "
-        "kernel is new enough that it must be there",
+        "live_frames, test_run_context, xdp_frags, multi_buffer, netdevsim, zerocopy, hugepages, af_xdp), "
+        "but fail where the kernel is new enough that it must be there",
     )
 
 
@@ -141,14 +141,17 @@ def _uses_the_kit(items: list[pytest.Item]) -> bool:
                or item.get_closest_marker("requires_feature") is not None for item in items)
 
 
-def _environment_lines() -> list[str]:
-    """libbpf and probed features: loads BPF programs and may run modprobe, so only for sessions
-    that use the kit."""
+def _environment_lines(config: pytest.Config) -> list[str]:
+    """libbpf and probed features (with -v, how each is probed): loads BPF programs and may run
+    modprobe, so only for sessions that use the kit."""
     try:
         from xdptest import features
         from xdptest._native.bpf import libbpf_version
 
-        return [f"xdptest: libbpf {libbpf_version()}; features: {features.summary()}"]
+        lines = [f"xdptest: libbpf {libbpf_version()}; features: {features.summary()}"]
+        if config.get_verbosity() > 0:
+            lines.append(f"xdptest: probed by {features.sources()}")
+        return lines
     except Exception as exc:  # the header must never break a session
         return [f"xdptest: native part unavailable ({exc})"]
 
@@ -162,7 +165,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [f"xdptest: kernel {platform.release()}, euid {os.geteuid()}"]
     if _kit_options_given(config):
         config.stash[_probed_key] = True
-        lines += _environment_lines()
+        lines += _environment_lines(config)
     return lines
 
 
@@ -186,7 +189,7 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
     if config.stash.get(_probed_key, False) or not _uses_the_kit(items):
         return []
     config.stash[_probed_key] = True
-    return _environment_lines()
+    return _environment_lines(config)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

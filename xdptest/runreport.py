@@ -10,7 +10,7 @@ from xdptest._native.gen import DIFF_CLASSES, BadFrame, Verifier, bucket_value, 
 from xdptest.report import LATENCY_KEYS, XDP_STAT_NAMES, TrafficReport
 
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
-REPORTED_FEATURES = ("af_xdp", "need_wakeup", "busy_poll", "live_frames", "multi_buffer", "hugepages")
+REPORTED_FEATURES = ("af_xdp", "need_wakeup", "busy_poll", "live_frames", "xdp_frags", "multi_buffer", "hugepages")
 
 
 def environment() -> dict[str, Any]:
@@ -20,7 +20,7 @@ def environment() -> dict[str, Any]:
 
     return {"libbpf": libbpf_version(), "kernel": platform.release(), "machine": platform.machine(),
             "cpus": os.cpu_count(),
-            "features": {name: {"present": s.present, "reason": s.reason}
+            "features": {name: {"present": s.present, "reason": s.reason, "since": s.since, "probe": s.source}
                          for name in REPORTED_FEATURES for s in [features.probe(name)]}}
 
 
