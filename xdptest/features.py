@@ -175,8 +175,8 @@ def _probe_netdevsim() -> str | None:
 
 
 def _probe_zerocopy() -> str | None:
-    return ("zero-copy AF_XDP needs a driver that supports it (veth and netdevsim have none); "
-            "it is found when a socket binds, not by a probe")
+    return ("zero-copy AF_XDP is a device's: its XDP features say so (xdptest.netdev.xdp_features, "
+            "Linux 6.3+), else a zero-copy bind finds out; veth and netdevsim have none")
 
 
 # name: (probe, the release that brought it, how the probe finds it)
@@ -190,7 +190,7 @@ _PROBES: dict[str, tuple[Callable[[], str | None], str | None, str]] = {
     "multi_buffer": (_probe_multi_buffer, "6.6", "bind() with XDP_USE_SG"),
     "hugepages": (_probe_hugepages, None, "a 2 MB MAP_HUGETLB mapping"),
     "netdevsim": (_probe_netdevsim, None, "/sys/bus/netdevsim and its module"),
-    "zerocopy": (_probe_zerocopy, None, "none: found when a socket binds"),
+    "zerocopy": (_probe_zerocopy, None, "per device: its XDP features (netdev netlink), else a bind"),
 }
 FEATURES = tuple(_PROBES)
 

@@ -317,10 +317,14 @@ class XskSocket:
             flags = _libxsk.BIND_COPY | wake
         else:
             flags = _libxsk.BIND_ZEROCOPY | wake
+        if mode == "auto" and not shared and self._declares_no_zerocopy():
+            self.fallback_reason = (f"{self.endpoint.ifname} ({self._link_kind()}) declares no zero-copy "
+                                    "AF_XDP in its XDP features (netdev netlink); using copy mode")
+            flags = _libxsk.BIND_COPY | wake
         ret = self._bind_retrying(flags)
         if ret == -errno.EOPNOTSUPP and not shared and mode == "auto":
             self.fallback_reason = (f"{self.endpoint.ifname} ({self._link_kind()}) has no zero-copy "
-                                    "AF_XDP support; using copy mode")
+                                    "AF_XDP support (a zero-copy bind was refused); using copy mode")
             ret = self._bind_retrying(_libxsk.BIND_COPY | wake)
         if ret < 0:
             raise self._bind_error(-ret, mode, shared)
@@ -328,6 +332,17 @@ class XskSocket:
             peers = [s for s in self.umem._users if s is not self and not s._closed]
             if peers:
                 self.need_wakeup = peers[0].need_wakeup
+
+    def _declares_no_zerocopy(self) -> bool:
+        """The device's XDP features (Linux 6.3+) leave out zero-copy; False where they cannot be
+        read, and a zero-copy bind then finds out."""
+        from xdptest.netdev import xdp_features
+
+        try:
+            declared = xdp_features(self.endpoint)
+        except Exception:  # never let the question break a bind that may work
+            return False
+        return declared is not None and not declared.zerocopy
 
     def _bind_retrying(self, flags: int) -> int:
         assert self._native is not None

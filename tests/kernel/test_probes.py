@@ -28,3 +28,26 @@ def test_the_header_says_how_each_feature_was_probed(pytester: pytest.Pytester) 
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", "--co")
     result.stdout.fnmatch_lines(["xdptest: libbpf v*; features: *xdp_frags=* multi_buffer=*",
                                  "xdptest: probed by af_xdp: socket(AF_XDP); *multi_buffer: bind() with XDP_USE_SG*"])
+
+
+NETDEV_FAMILY_SINCE = (6, 3)
+
+
+def test_a_veth_declares_its_xdp_features(veth_pair) -> None:
+    from xdptest.netdev import xdp_features
+
+    pair = veth_pair()
+    declared = xdp_features(pair.a)
+    if kernel_version() < NETDEV_FAMILY_SINCE:
+        assert declared is None  # no netdev netlink family yet
+        return
+    assert declared is not None and declared.ifindex == pair.a.ifindex
+    assert {"basic", "redirect", "rx_sg"} <= declared.actions and not declared.zerocopy
+
+
+def test_zero_copy_is_read_from_the_device_before_any_bind(veth_pair, xsk) -> None:
+    sock = xsk(veth_pair().b)
+    assert sock.bind_mode == "copy" and sock.fallback_reason is not None
+    how = ("declares no zero-copy AF_XDP in its XDP features" if kernel_version() >= NETDEV_FAMILY_SINCE
+           else "a zero-copy bind was refused")
+    assert how in sock.fallback_reason and "(veth)" in sock.fallback_reason

@@ -125,3 +125,14 @@ def test_netdevsim_bus_is_there() -> None:
         pytest.skip("only meaningful in a guest booted by --xdptest-kernel")
     assert netdevsim_unavailable_reason() is None
     assert Path(SYS_BUS, "new_device").exists()
+
+
+def test_netdevsim_declares_hw_offload_in_its_xdp_features(netdevsim) -> None:
+    from xdptest.netdev import xdp_features
+
+    port = netdevsim().ports[0]
+    declared = xdp_features(port)
+    if kernel_version() < (6, 3):
+        assert declared is None
+        pytest.skip("the netdev netlink family (device XDP features) came with Linux 6.3")
+    assert declared is not None and "hw_offload" in declared.actions and not declared.zerocopy
