@@ -50,7 +50,9 @@ def test_tx_pcap_names_one_interface_per_queue(veth_pair, tmp_path: Path) -> Non
     pair = veth_pair(queues=2)
     out = tmp_path / "tx2.pcapng"
     r = run_traffic(pair.a, pair.b, count=4000, queues=2, window=W, write_tx_pcap=str(out))
-    assert r.received == 4000
+    # what was sent is recorded, whatever arrived: two senders and two receivers on an emulated
+    # 2-CPU guest may overflow veth's 256-frame ring now and then (6.1: 43 of 4000 once)
+    assert r.sent == 4000 and r.received + r.lost == 4000 and r.corrupted == 0
     assert len(rdpcap(str(out))) == 4000
     dump = subprocess.run(["tcpdump", "-nn", "-r", str(out), "-c", "1"], capture_output=True, text=True)
     assert dump.returncode == 0, dump.stderr
