@@ -58,7 +58,8 @@ def test_interval_plot_and_lines_a_person_and_a_program_can_read(tmp_path: Path)
     non_white = sum(1 for px in pixels if px != (255, 255, 255)) / len(pixels)
     assert non_white > 0.05, f"only {100 * non_white:.1f} % of the page is drawn"
     assert len(set(pixels)) > 100  # text, axes and bars, not a blank or single-colour page
-    assert sum(1 for px in pixels if px == HISTOGRAM_BLUE) > 500  # the figure itself was rendered
+    blue = sum(1 for px in pixels if all(abs(a - b) <= 16 for a, b in zip(px, HISTOGRAM_BLUE, strict=True)))
+    assert blue > 300, blue  # the figure itself was rendered: bars, the percentile curve, the rate line
 
 
 @pytest.mark.parametrize(("name", "magic"), [("run.png", b"\x89PNG"), ("run.svg", b"<?xml")])

@@ -45,7 +45,8 @@ def test_report_has_every_contract_field(veth_pair) -> None:
     assert (d["config"]["count"], d["config"]["window"], d["config"]["engine_used"], d["config"]["expect"]) == (
         100, W, "afxdp", None)
     assert d["environment"]["libbpf"].startswith("v") and d["environment"]["cpus"] >= 1
-    assert d["environment"]["features"]["af_xdp"] == {"present": True, "reason": "present"}
+    assert d["environment"]["features"]["af_xdp"] == {"present": True, "reason": "present", "since": "4.18",
+                                                      "probe": "socket(AF_XDP)"}
     assert (d["corrupted_by"], d["bad_frames"], d["rate_error"]) == ({}, [], None)
 
 
