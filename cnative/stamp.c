@@ -85,7 +85,6 @@ int xt_verifier_expect(struct xt_verifier *v, const struct xt_gen *g, unsigned i
 	}
 	free(v->scratch);
 	v->scratch = scratch;
-	v->scratch_len = g ? max_len : 0;
 	v->expect = g;
 	return 0;
 }

@@ -20,8 +20,7 @@ struct xt_verifier {
 	uint64_t hist[XT_HIST_BUCKETS];
 	struct xt_stream_state streams[XT_MAX_STREAMS];
 	const struct xt_gen *expect;	/* builds the frame expected for a stamp, or NULL */
-	uint8_t *scratch;		/* room for the longest expected frame */
-	unsigned int scratch_len;
+	uint8_t *scratch;		/* room for the longest frame expect builds */
 	unsigned int keep_max, keep_bytes, nkept;
 	uint8_t *kept;			/* keep_max slots of 2 * keep_bytes: actual, then expected */
 	struct xt_bad_frame *bad;

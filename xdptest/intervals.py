@@ -89,11 +89,13 @@ class IntervalRecorder:
         if self._on_row is not None:
             self._on_row(row)
 
-    def tick(self) -> None:
-        """Record a row if an interval has ended (called often: a tenth of the interval or more)."""
-        now = self._sample()
-        if now.elapsed_s - self._last.elapsed_s >= self.every:
-            self._emit(now)
+    def tick(self, elapsed_s: float) -> None:
+        """Record a row if an interval has ended by ``elapsed_s`` (called often: a tenth of the
+        interval or more); the queues' counters and histograms are read only then."""
+        if elapsed_s - self._last.elapsed_s >= self.every:
+            now = self._sample()
+            if now.elapsed_s - self._last.elapsed_s >= self.every:
+                self._emit(now)
 
     def finish(self) -> None:
         """The last, shorter interval, where anything happened since the last row."""

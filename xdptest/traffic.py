@@ -377,7 +377,7 @@ class TrafficRun:
             if on_progress is not None:
                 on_progress(self.progress())
             if self._intervals is not None:
-                self._intervals.tick()
+                self._intervals.tick(time.monotonic() - self._started)
 
         if self._intervals is not None:
             interval = min(interval, self._intervals.every / 10)

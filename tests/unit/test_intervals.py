@@ -19,16 +19,15 @@ def _hist(**buckets: int) -> list[int]:
 
 def test_rows_cover_each_interval_and_the_rest() -> None:
     samples = iter([
-        Sample(0.05, 50, 40, 0, _hist()),                         # too early for a row
         Sample(0.10, 100, 90, 1, _hist(b100=90)),                 # row 1
         Sample(0.21, 210, 200, 1, _hist(b100=90, b300=110)),      # row 2
         Sample(0.25, 250, 249, 1, _hist(b100=90, b300=159)),      # finish: the rest
     ])
     seen: list[dict[str, object]] = []
     rec = IntervalRecorder(0.1, lambda: next(samples), seen.append)
-    rec.tick()
-    rec.tick()
-    rec.tick()
+    rec.tick(0.05)  # too early for a row: no sample is even taken
+    rec.tick(0.10)
+    rec.tick(0.21)
     rec.finish()
     assert seen == rec.rows and [r["interval"] for r in rec.rows] == [1, 2, 3]
     first, second, last = rec.rows
