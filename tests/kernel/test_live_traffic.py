@@ -28,9 +28,11 @@ def _template(src: Endpoint, dst: Endpoint, size: int = 64) -> packets.Template:
                               f"dst='{dst.ipv4}')/UDP(sport=1000, dport=9)", size)
 
 
-def _receive(rx: XskSocket, verifier: Verifier, cpu: int, idle: float = 0.5) -> threading.Thread:
-    """An RX loop on a thread pinned to ``cpu`` (the sender's CPU also runs the peer's NAPI)."""
-    loop = XskLoop(batch=64, verifier=verifier, idle=idle)
+def _receive(rx: XskSocket, verifier: Verifier, cpu: int, count: int) -> threading.Thread:
+    """An RX loop on a thread pinned to ``cpu`` (the sender's CPU also runs the peer's NAPI) that
+    ends with ``count`` frames or after a minute. Not on an idle time: an emulated guest may take
+    longer than any short one before the first frame comes."""
+    loop = XskLoop(batch=64, verifier=verifier, count=count, duration=60.0)
 
     def run() -> None:
         os.sched_setaffinity(0, {cpu})
@@ -65,9 +67,9 @@ def test_every_frame_arrives_verified_and_count_is_exact() -> None:
         verifier = Verifier()
         with LiveGenerator(pair.a, [template], varies, cpus=[CPUS[0]], count=count, rate=100_000,
                            stream_base=5) as gen:
-            thread = _receive(rx, verifier, CPUS[-1])
+            thread = _receive(rx, verifier, CPUS[-1], count)
             stats = gen.run()
-        thread.join(10)
+        thread.join(70)
         assert not thread.is_alive()
     assert stats.sent == count and stats.per_stream == {5: count}
     assert stats.bad_len == 0
@@ -89,10 +91,13 @@ def test_two_threads_send_one_stream_each_to_the_queue_of_their_cpu() -> None:
         template = _template(pair.a, pair.b)
         verifiers = [Verifier(), Verifier()]
         with LiveGenerator(pair.a, [template], threads=2, count=count, rate=100_000) as gen:
-            threads = [_receive(rx, v, cpu) for rx, v, cpu in zip((rx0, rx1), verifiers, CPUS, strict=False)]
+            per_queue = [sum(count // 2 for cpu in gen.cpus if cpu % 2 == queue) for queue in (0, 1)]
+            threads = [_receive(rx, v, cpu, n)
+                       for rx, v, cpu, n in zip((rx0, rx1), verifiers, CPUS, per_queue, strict=False)]
             stats = gen.run()
         for thread in threads:
-            thread.join(10)
+            thread.join(70)
+            assert not thread.is_alive()
     assert stats.per_stream == {0: count // 2, 1: count // 2}
     for queue, verifier in enumerate(verifiers):
         assert verifier.totals().corrupted == 0
