@@ -127,6 +127,11 @@ int xt_program_set_type(struct bpf_program *prog, int type)
 	return bpf_program__set_type(prog, (enum bpf_prog_type)type);
 }
 
+int xt_program_add_flags(struct bpf_program *prog, unsigned int flags)
+{
+	return bpf_program__set_flags(prog, bpf_program__flags(prog) | flags);
+}
+
 int xt_obj_set_offload_ifindex(struct bpf_object *obj, unsigned int ifindex)
 {
 	struct bpf_program *prog;

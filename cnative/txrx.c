@@ -101,6 +101,20 @@ static void xt_tx_flush(struct xt_xsk *xsk, unsigned int max_kicks)
 
 /* ---- completion ------------------------------------------------------------------ */
 
+/*
+ * Linux 6.18 (copy mode) hands back an odd TX address with its lowest bit cleared: it keeps the
+ * address of a one-descriptor frame in a pointer-sized field whose bit 0 is a tag. Frames sit at
+ * odd addresses only in an unaligned UMEM of odd frame size, and the engine sends from frame
+ * starts, so an address one below a frame start is that frame's.
+ */
+static inline uint64_t xt__comp_fixup(const struct xt_umem *u, uint64_t addr)
+{
+	if ((u->flags & XT_UMEM_UNALIGNED) && (u->frame_size & 1) && addr % u->frame_size &&
+	    (addr + 1) % u->frame_size == 0)
+		return addr + 1;
+	return addr;
+}
+
 static int xt_reap(struct xt_xsk *xsk, unsigned int max)
 {
 	struct xt_ctx *ctx = xsk->ctx;
@@ -125,7 +139,7 @@ static int xt_reap(struct xt_xsk *xsk, unsigned int max)
 				xsk->cnt.bad_comp_addrs++;
 				continue;
 			}
-			bases[nok++] = xt__frame_base(umem, addr);
+			bases[nok++] = xt__frame_base(umem, xt__comp_fixup(umem, addr));
 		}
 		xsk_cons__release(r, n);
 		pthread_mutex_lock(&umem->lock);
@@ -170,38 +184,83 @@ static unsigned int xt_tx_reserve(struct xt_xsk *xsk, uint64_t *addrs, unsigned 
 	return res;
 }
 
+/* Descriptors a frame of len bytes takes: one per UMEM frame it fills (several: XT_BIND_SG). */
+static inline unsigned int xt_descs_for(const struct xt_xsk *xsk, unsigned int len)
+{
+	unsigned int fs = xsk->umem->frame_size;
+
+	return len <= fs ? 1 : (len + fs - 1) / fs;
+}
+
+/* May this socket send a frame of len bytes? Longer than a UMEM frame needs XDP_USE_SG. */
+static inline int xt_tx_len_ok(const struct xt_xsk *xsk, unsigned int len)
+{
+	if (!len || len > XT_MAX_FRAME)
+		return 0;
+	return len <= xsk->umem->frame_size || (xsk->bind_flags & XT_BIND_SG);
+}
+
+/*
+ * Copy one frame into the k UMEM frames addrs[0..k) and describe it in TX slots idx..idx+k-1:
+ * each descriptor but the last carries XDP_PKT_CONTD, which tells the kernel that the frame
+ * goes on in the next one. Returns k.
+ */
+static unsigned int xt_tx_place(struct xt_xsk *xsk, __u32 idx, const uint64_t *addrs,
+				const unsigned char *data, unsigned int len)
+{
+	unsigned int fs = xsk->umem->frame_size, k = xt_descs_for(xsk, len), j;
+
+	for (j = 0; j < k; j++) {
+		struct xdp_desc *d = xsk_ring__desc(&xsk->tx, idx + j);
+		unsigned int part = j + 1 < k ? fs : len - j * fs;
+
+		memcpy(xsk->umem->area + addrs[j], data + (size_t)j * fs, part);
+		d->addr = addrs[j];
+		d->len = part;
+		d->options = j + 1 < k ? XDP_PKT_CONTD : 0;
+	}
+	return k;
+}
+
+/* Give back the last (reserved - used) TX slots and UMEM frames of a reservation. */
+static void xt_tx_unreserve(struct xt_xsk *xsk, const uint64_t *addrs, unsigned int used,
+			    unsigned int reserved)
+{
+	if (used >= reserved)
+		return;
+	xsk_prod__cancel(&xsk->tx, reserved - used);
+	xt__free_frames(xsk->umem, addrs + used, reserved - used);
+}
+
 int xt_xsk_send(struct xt_xsk *xsk, const unsigned char *data, const unsigned int *lens,
 		unsigned int n)
 {
-	struct xt_umem *umem = xsk->umem;
 	uint64_t addrs[XT_CHUNK];
 	unsigned long long off = 0;
-	unsigned int sent = 0, res, i;
+	unsigned int sent = 0, res, nd, nf, used, i;
 	__u32 idx;
 
 	if (!xsk->tx.map)
 		return -EINVAL;
 	for (i = 0; i < n; i++)
-		if (!lens[i] || lens[i] > umem->frame_size)
+		if (!xt_tx_len_ok(xsk, lens[i]))
 			return -EMSGSIZE;
 	xt_reap(xsk, 0);
 	while (sent < n) {
-		res = xt_tx_reserve(xsk, addrs, xt_min(n - sent, XT_CHUNK), &idx);
-		if (!res)
-			break;
-		for (i = 0; i < res; i++) {
-			struct xdp_desc *d = xsk_ring__desc(&xsk->tx, idx + i);
-			unsigned int len = lens[sent + i];
-
-			memcpy(umem->area + addrs[i], data + off, len);
-			d->addr = addrs[i];
-			d->len = len;
-			d->options = 0;
-			off += len;
-			xsk->cnt.tx_bytes += len;
+		/* Whole frames only: a frame is never split between two reservations. */
+		for (nd = 0, nf = 0; sent + nf < n && nd + xt_descs_for(xsk, lens[sent + nf]) <= XT_CHUNK; nf++)
+			nd += xt_descs_for(xsk, lens[sent + nf]);
+		res = xt_tx_reserve(xsk, addrs, nd, &idx);
+		for (used = 0, i = 0; i < nf && used + xt_descs_for(xsk, lens[sent + i]) <= res; i++) {
+			used += xt_tx_place(xsk, idx + used, addrs + used, data + off, lens[sent + i]);
+			off += lens[sent + i];
+			xsk->cnt.tx_bytes += lens[sent + i];
 		}
-		xsk_prod__submit(&xsk->tx, res);
-		sent += res;
+		xt_tx_unreserve(xsk, addrs, used, res);
+		if (!i)
+			break;
+		xsk_prod__submit(&xsk->tx, used);
+		sent += i;
 	}
 	xsk->cnt.tx_frames += sent;
 	xt_tx_flush(xsk, xsk->tx.size / XT_KERNEL_TX_BATCH + 2);
@@ -277,46 +336,100 @@ static inline int xt_rx_check(struct xt_xsk *xsk, const struct xdp_desc *d,
 	return 1;
 }
 
+/*
+ * The frame that starts at RX slot idx among the avail slots peeked: with XDP_USE_SG a frame
+ * spans every descriptor up to the first without XDP_PKT_CONTD. Sets *k to how many it spans,
+ * 0 when its last descriptor is not among those peeked (it is left for the next peek).
+ */
+static inline unsigned int xt_rx_span(const struct xsk_ring *r, __u32 idx, unsigned int avail)
+{
+	unsigned int k = 0;
+
+	while (k < avail) {
+		if (!(xsk_ring__desc((struct xsk_ring *)r, idx + k++)->options & XDP_PKT_CONTD))
+			return k;
+	}
+	return 0;
+}
+
+/*
+ * Check the k descriptors of one RX frame. Returns the frame's bytes (in the UMEM when k is 1,
+ * else put together in xsk->scratch) and sets *len, or NULL when a descriptor is bad (counted
+ * in *bad) or the frame is longer than XT_MAX_FRAME. The frame's own chunks are appended to
+ * chunks[*nrec] either way, to go back to the fill ring.
+ */
+static const unsigned char *xt_rx_frame(struct xt_xsk *xsk, __u32 idx, unsigned int k,
+					unsigned int *len, uint64_t *chunks, unsigned int *nrec,
+					unsigned long long *bad)
+{
+	const unsigned char *data = NULL, *part;
+	unsigned int j, total = 0, ok = 1;
+	uint64_t chunk;
+
+	for (j = 0; j < k; j++) {
+		const struct xdp_desc *d = xsk_ring__desc(&xsk->rx, idx + j);
+
+		if (!xt_rx_check(xsk, d, &part, &chunk)) {
+			(*bad)++;
+			ok = 0;
+			continue;
+		}
+		if (chunk != UINT64_MAX)
+			chunks[(*nrec)++] = chunk;
+		if (k == 1) {
+			data = part;
+		} else if (ok && xsk->scratch && d->len <= XT_MAX_FRAME - total) {
+			memcpy(xsk->scratch + total, part, d->len);
+			data = xsk->scratch;
+		} else {
+			ok = 0;
+		}
+		total += d->len;
+	}
+	*len = total;
+	return ok ? data : NULL;
+}
+
 static int xt_recv_once(struct xt_xsk *xsk, unsigned int max, unsigned char *buf,
 			unsigned long long cap, unsigned int *lens, unsigned long long *addrs)
 {
 	struct xsk_ring *r = &xsk->rx;
 	uint64_t chunks[XT_CHUNK];
-	unsigned long long used = 0;
-	unsigned int n, i, got = 0, nrec = 0;
+	unsigned long long used = 0, bad = 0;
+	unsigned int n, i = 0, k, got = 0, nrec = 0, len;
+	int sg = !!(xsk->bind_flags & XT_BIND_SG), no_room = 0;
 	__u32 idx;
 
-	n = xsk_cons__peek(r, xt_min(max, XT_CHUNK), &idx);
-	for (i = 0; i < n; i++) {
-		const struct xdp_desc *d = xsk_ring__desc(r, idx + i);
-		const unsigned char *data;
-		uint64_t chunk;
+	n = xsk_cons__peek(r, sg ? XT_CHUNK : xt_min(max, XT_CHUNK), &idx);
+	while (i < n && got < max && (k = xt_rx_span(r, idx + i, n - i))) {
+		unsigned int mark = nrec;
+		const unsigned char *data = xt_rx_frame(xsk, idx + i, k, &len, chunks, &nrec, &bad);
 
-		if (!xt_rx_check(xsk, d, &data, &chunk))
-			continue;
-		if (d->len > cap - used) {
-			/* No room: leave this and the rest in the ring for the next call. */
-			xsk_cons__cancel(r, n - i);
-			n = i;
-			if (!got && !nrec && !n)
-				return -ENOBUFS;
+		if (data && len > cap - used) {
+			/* No room: leave this frame and the rest in the ring for the next call. */
+			nrec = mark;
+			no_room = 1;
 			break;
 		}
-		memcpy(buf + used, data, d->len);
-		lens[got] = d->len;
-		if (addrs)
-			addrs[got] = d->addr;
-		used += d->len;
-		got++;
-		xsk->cnt.rx_bytes += d->len;
-		if (chunk != UINT64_MAX)
-			chunks[nrec++] = chunk;
+		if (data) {
+			memcpy(buf + used, data, len);
+			lens[got] = len;
+			if (addrs)
+				addrs[got] = xsk_ring__desc(r, idx + i)->addr;
+			used += len;
+			got++;
+			xsk->cnt.rx_bytes += len;
+		}
+		i += k;
 	}
-	if (n)
-		xsk_cons__release(r, n);
+	(void)bad; /* xt_rx_check counted them in the socket's bad_rx_descs */
+	if (i < n)
+		xsk_cons__cancel(r, n - i);
+	if (i)
+		xsk_cons__release(r, i);
 	xt_fill_recycle(xsk, chunks, nrec);
 	xsk->cnt.rx_frames += got;
-	return (int)got;
+	return no_room && !got && !i ? -ENOBUFS : (int)got;
 }
 
 int xt_xsk_recv(struct xt_xsk *xsk, unsigned int max, unsigned char *buf,
@@ -359,57 +472,77 @@ int xt_tx_burst(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loo
 {
 	struct xt_umem *umem = xsk->umem;
 	uint64_t addrs[XT_CHUNK];
-	unsigned int n = xt_min(cfg->batch ? cfg->batch : 64, XT_CHUNK), res, i, t;
+	unsigned int n = xt_min(cfg->batch ? cfg->batch : 64, XT_CHUNK), res, i, t, per, used = 0;
+	unsigned int max_len = cfg->gen ? cfg->gen_max_len : cfg->tmpl_stride;
 	uint64_t realtime;
 	uint32_t ts;
 	__u32 idx;
 
 	if (!xsk->tx.map || (!cfg->ntmpl && !cfg->gen))
 		return -EINVAL;
-	if (cfg->gen && (!cfg->gen_max_len || cfg->gen_max_len > umem->frame_size))
+	if (!xt_tx_len_ok(xsk, max_len))
 		return -EMSGSIZE;
+	/* Reserve for the longest frame; what shorter ones leave is given back. */
+	per = xt_descs_for(xsk, max_len);
 	if (cfg->count)
 		n = xt_min(n, cfg->count > st->frames ? cfg->count - st->frames : 0);
 	if (cfg->flags & XT_LOOP_TX_PCAPNG)
-		n = xt_min(n, xt_pcapng_room(cfg, st, cfg->gen ? cfg->gen_max_len : cfg->tmpl_stride));
+		n = xt_min(n, xt_pcapng_room(cfg, st, max_len));
+	n = xt_min(n, XT_CHUNK / per);
 	xt_reap(xsk, xsk->ctx->comp.size);
-	res = n ? xt_tx_reserve(xsk, addrs, n, &idx) : 0;
+	res = n ? xt_tx_reserve(xsk, addrs, n * per, &idx) : 0;
+	n = res / per;
 	t = cfg->ntmpl ? (unsigned int)(st->next_tmpl % cfg->ntmpl) : 0;
-	ts = cfg->gen && res ? (uint32_t)xt_now_ns() : 0;
-	realtime = (cfg->flags & XT_LOOP_TX_PCAPNG) && res ? xt_realtime_ns() : 0;
-	for (i = 0; i < res; i++) {
-		struct xdp_desc *d = xsk_ring__desc(&xsk->tx, idx + i);
-		unsigned int len;
+	ts = cfg->gen && n ? (uint32_t)xt_now_ns() : 0;
+	realtime = (cfg->flags & XT_LOOP_TX_PCAPNG) && n ? xt_realtime_ns() : 0;
+	for (i = 0; i < n; i++) {
+		const unsigned char *frame;
+		unsigned int len, first = used;
 
 		if (cfg->gen) {
 			uint64_t k = st->next_tmpl + i;
+			/* A frame longer than a UMEM frame is built aside, then split. */
+			unsigned char *dst = per > 1 ? xsk->scratch : umem->area + addrs[used];
 
-			xt_gen_build(cfg->gen, k, 1, (uint32_t)k, ts, umem->area + addrs[i], 0, &len);
+			xt_gen_build(cfg->gen, k, 1, (uint32_t)k, ts, dst, 0, &len);
+			frame = dst;
 		} else {
 			len = cfg->tmpl_lens[t];
-			memcpy(umem->area + addrs[i], cfg->tmpl + (size_t)t * cfg->tmpl_stride, len);
+			frame = cfg->tmpl + (size_t)t * cfg->tmpl_stride;
 		}
-		d->addr = addrs[i];
-		d->len = len;
-		d->options = 0;
+		if (per == 1) {
+			struct xdp_desc *d = xsk_ring__desc(&xsk->tx, idx + used);
+
+			if (!cfg->gen)
+				memcpy(umem->area + addrs[used], frame, len);
+			d->addr = addrs[used];
+			d->len = len;
+			d->options = 0;
+			frame = umem->area + addrs[used];
+			used++;
+		} else {
+			used += xt_tx_place(xsk, idx + used, addrs + used, frame, len);
+		}
 		st->bytes += len;
 		if (realtime)
-			xt_pcapng_append(cfg, st, umem->area + addrs[i], len, d->addr, d->options, realtime);
+			xt_pcapng_append(cfg, st, frame, len, xsk_ring__desc(&xsk->tx, idx + first)->addr,
+					 0, realtime);
 		if (++t >= cfg->ntmpl)
 			t = 0;
 	}
-	if (res) {
+	xt_tx_unreserve(xsk, addrs, used, res);
+	if (n) {
 		/* Timed replay: a frame counts as sent when it is handed to the kernel, before the
 		 * kick, whose length depends on the receiver's work on this CPU (veth runs it here). */
 		if (cfg->sched_n)
 			st->sched_submit_ns = xt_now_ns();
-		xsk_prod__submit(&xsk->tx, res);
-		st->frames += res;
-		st->next_tmpl += res;
-		xsk->cnt.tx_frames += res;
+		xsk_prod__submit(&xsk->tx, used);
+		st->frames += n;
+		st->next_tmpl += n;
+		xsk->cnt.tx_frames += n;
 	}
-	xt_tx_flush(xsk, n / XT_KERNEL_TX_BATCH + 1);
-	return (int)res;
+	xt_tx_flush(xsk, used / XT_KERNEL_TX_BATCH + 1);
+	return (int)n;
 }
 
 static inline void xt_verify(const struct xt_loop_cfg *cfg, struct xt_loop_stats *st,
@@ -439,7 +572,8 @@ int xt_rx_burst(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loo
 {
 	struct xsk_ring *r = &xsk->rx;
 	uint64_t chunks[XT_CHUNK];
-	unsigned int n = xt_min(cfg->batch ? cfg->batch : 64, XT_CHUNK), i, nrec = 0, good = 0;
+	unsigned int n = xt_min(cfg->batch ? cfg->batch : 64, XT_CHUNK), avail, i = 0, k, nrec = 0, good = 0;
+	unsigned int len;
 	uint64_t now, realtime;
 	__u32 idx;
 
@@ -449,8 +583,9 @@ int xt_rx_burst(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loo
 		n = xt_min(n, cfg->count > st->frames ? cfg->count - st->frames : 0);
 	if (xsk->busy_poll)
 		xt_xsk_kick_rx(xsk); /* drive NAPI before every peek, as in xt_xsk_recv */
-	n = n ? xsk_cons__peek(r, n, &idx) : 0;
-	if (!n) {
+	/* n frames; with XDP_USE_SG each may take several descriptors, so peek all there are. */
+	avail = n ? xsk_cons__peek(r, (xsk->bind_flags & XT_BIND_SG) ? XT_CHUNK : n, &idx) : 0;
+	if (!avail) {
 		if (!xsk->busy_poll && xt_rx_needs_kick(xsk))
 			xt_xsk_kick_rx(xsk);
 		return 0;
@@ -458,40 +593,38 @@ int xt_rx_burst(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loo
 	now = cfg->verifier ? xt_now_ns() : 0;
 	/* one receive time per batch: the frames of a batch reach the application together */
 	realtime = (cfg->flags & XT_LOOP_COPY_OUT) && cfg->out_ts ? xt_realtime_ns() : 0;
-	for (i = 0; i < n; i++) {
-		const struct xdp_desc *d = xsk_ring__desc(r, idx + i);
-		const unsigned char *data;
-		uint64_t chunk;
+	for (; i < avail && good < n && (k = xt_rx_span(r, idx + i, avail - i)); i += k) {
+		const unsigned char *data = xt_rx_frame(xsk, idx + i, k, &len, chunks, &nrec, &st->bad_descs);
 
-		if (!xt_rx_check(xsk, d, &data, &chunk)) {
-			st->bad_descs++;
+		if (!data)
 			continue;
-		}
 		if (cfg->flags & XT_LOOP_VERIFY)
-			xt_verify(cfg, st, data, d->len);
+			xt_verify(cfg, st, data, len);
 		if (cfg->verifier) {
-			unsigned int len = d->len;
+			unsigned int flen = len;
 
-			xt_verifier_feed(cfg->verifier, data, 0, &len, 1, now);
+			xt_verifier_feed(cfg->verifier, data, 0, &flen, 1, now);
 		}
 		if ((cfg->flags & XT_LOOP_COPY_OUT) && st->out_frames < cfg->out_max &&
-		    d->len <= cfg->out_cap - st->out_used) {
-			memcpy(cfg->out + st->out_used, data, d->len);
+		    len <= cfg->out_cap - st->out_used) {
+			memcpy(cfg->out + st->out_used, data, len);
 			if (cfg->out_ts)
 				cfg->out_ts[st->out_frames] = realtime;
-			cfg->out_lens[st->out_frames++] = d->len;
-			st->out_used += d->len;
+			cfg->out_lens[st->out_frames++] = len;
+			st->out_used += len;
 		}
-		st->bytes += d->len;
+		st->bytes += len;
+		xsk->cnt.rx_bytes += len;
 		good++;
-		if (chunk != UINT64_MAX)
-			chunks[nrec++] = chunk;
 	}
-	xsk_cons__release(r, n);
+	if (i < avail)
+		xsk_cons__cancel(r, avail - i);
+	if (i)
+		xsk_cons__release(r, i);
 	xt_fill_recycle(xsk, chunks, nrec);
 	st->frames += good;
 	xsk->cnt.rx_frames += good;
-	return (int)n;
+	return (int)i;
 }
 
 static int xt_loop_done(const struct xt_loop_cfg *cfg, const struct xt_loop_stats *st,

@@ -242,6 +242,7 @@ static void xt_xsk_put(struct xt_xsk *xsk)
 	if (--xsk->refs > 0)
 		return;
 	close(xsk->fd);
+	free(xsk->scratch);
 	free(xsk);
 }
 
@@ -440,6 +441,14 @@ int xt_xsk_bind(struct xt_xsk *xsk, unsigned int flags)
 			sxdp.sxdp_flags |= XDP_ZEROCOPY;
 		if (flags & XT_BIND_NEED_WAKEUP)
 			sxdp.sxdp_flags |= XDP_USE_NEED_WAKEUP;
+		if (flags & XT_BIND_SG)
+			sxdp.sxdp_flags |= XDP_USE_SG;
+	}
+	/* Shared sockets inherit XDP_USE_SG from the UMEM's first bind, so they need it too. */
+	if ((flags & XT_BIND_SG) && !xsk->scratch) {
+		xsk->scratch = malloc(XT_MAX_FRAME);
+		if (!xsk->scratch)
+			return -ENOMEM;
 	}
 	if (bind(xsk->fd, (struct sockaddr *)&sxdp, sizeof(sxdp)))
 		return -errno;

@@ -38,6 +38,12 @@
 #ifndef XDP_USE_NEED_WAKEUP
 #define XDP_USE_NEED_WAKEUP (1 << 3)
 #endif
+#ifndef XDP_USE_SG
+#define XDP_USE_SG (1 << 4)
+#endif
+#ifndef XDP_PKT_CONTD
+#define XDP_PKT_CONTD (1 << 0)
+#endif
 #ifndef XDP_UMEM_UNALIGNED_CHUNK_FLAG
 #define XDP_UMEM_UNALIGNED_CHUNK_FLAG (1 << 0)
 #endif
@@ -113,6 +119,8 @@ struct xt_xsk {
 	unsigned int bind_flags;
 	int bound;
 	int busy_poll;		/* kick RX with recvfrom() whenever it is empty */
+	unsigned char *scratch;	/* XT_BIND_SG: XT_MAX_FRAME bytes where a frame spanning several
+				   descriptors is put together (RX) or built before it is split (TX) */
 	struct xt_xsk_counters cnt;
 };
 

@@ -47,6 +47,8 @@ int xt_program_fd(const struct bpf_program *prog);
 int xt_program_set_autoload(struct bpf_program *prog, int autoload);
 /* For sections libbpf no longer knows (legacy SEC("xdp_foo")): say what the program is. */
 int xt_program_set_type(struct bpf_program *prog, int type);
+/* Add load flags (BPF_F_XDP_HAS_FRAGS: the program takes multi-buffer frames). */
+int xt_program_add_flags(struct bpf_program *prog, unsigned int flags);
 /* Offload: load the program (and its maps) for the device with this ifindex. */
 int xt_obj_set_offload_ifindex(struct bpf_object *obj, unsigned int ifindex);
 

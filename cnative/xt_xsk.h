@@ -3,7 +3,7 @@
  * cffi's cdef, so declarations only. Functions return 0 (or a count) on
  * success and a negative errno on failure.
  */
-#define XT_XSK_ABI 4
+#define XT_XSK_ABI 5
 
 #define XT_UMEM_UNALIGNED 1
 #define XT_UMEM_HUGEPAGES 2
@@ -12,6 +12,10 @@
 #define XT_BIND_COPY 2
 #define XT_BIND_ZEROCOPY 4
 #define XT_BIND_NEED_WAKEUP 8
+#define XT_BIND_SG 16		/* XDP_USE_SG: a frame may span several descriptors (Linux 6.6+) */
+
+/* The longest frame the RX path reassembles from several descriptors, and TX splits. */
+#define XT_MAX_FRAME 65536
 
 #define XT_RING_FILL 0
 #define XT_RING_RX 1

@@ -366,6 +366,8 @@ class XdpProgram:
             raise ConfigError(f"{self.name} is loaded already")
         native = self._native
         self.variables._before_load(native)
+        if self._frags_aware_builtin():
+            native.add_flags(self._prog, _libbpf.BPF_F_XDP_HAS_FRAGS)
         try:
             if self._offload_to is not None:
                 native.set_offload_ifindex(self._offload_to.ifindex)
@@ -381,6 +383,15 @@ class XdpProgram:
         self.variables._after_load()
         self.loaded = True
         return self
+
+    def _frags_aware_builtin(self) -> bool:
+        """The built-ins take multi-buffer (jumbo) frames where the kernel has xdp.frags (5.18+),
+        as if declared ``SEC("xdp.frags")``: veth attaches no other program above a page's MTU."""
+        from xdptest.features import probe
+
+        builtin = self.path.parent == builtin_program_path("pass").parent and self.path.stem.removesuffix(".bpf") \
+            in BUILTIN_PROGRAMS
+        return builtin and self._offload_to is None and probe("xdp_frags").present
 
     @staticmethod
     def _choose(native: _libbpf.NativeObject, path: Path, program: str | None) -> _libbpf.ProgramRef:

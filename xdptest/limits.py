@@ -3,7 +3,8 @@
 Measured on 6.18: the kernel keeps ``XDP_PACKET_HEADROOM`` bytes in front of every received frame
 and wants the rest of ``MIN_FRAME_ROOM`` for a minimal frame and the ``skb_shared_info`` tail of
 the copy path, so a UMEM headroom may be at most ``frame_size - MIN_FRAME_ROOM``. Aligned UMEMs take
-the two chunk sizes the kernel allows; unaligned ones any size up to a page.
+the two chunk sizes the kernel allows; unaligned ones any size up to a page. A received frame
+longer than one UMEM frame holds takes several (AF_XDP multi-buffer, Linux 6.6+).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ MIN_FRAME_ROOM = 704
 ALIGNED_FRAME_SIZES = (2048, 4096)
 PAGE_SIZE = 4096
 MIN_UNALIGNED_FRAME = 2048
+MAX_FRAME = 65536  # XT_MAX_FRAME: the longest frame the engine splits (TX) and puts together (RX)
 
 
 def check_frame_size(frame_size: object, unaligned: bool, option: str = "frame_size") -> None:
@@ -39,6 +41,26 @@ def check_headroom(headroom: object, frame_size: int, option: str = "headroom") 
                           "headroom or a larger frame size")
 
 
-def max_frame_len(frame_size: int, headroom: int) -> int:
-    """The longest frame a sender may place in one UMEM frame."""
-    return frame_size - headroom
+
+
+# The most an Ethernet frame adds to its MTU: the header and one VLAN tag (veth and most
+# drivers accept MTU + ETH_HLEN + VLAN_HLEN).
+L2_OVERHEAD = 18
+ETH_HLEN = 14
+
+
+def rx_chunk_room(frame_size: int, headroom: int) -> int:
+    """Bytes of a received frame one UMEM frame holds: what the kernel's and the UMEM's headroom
+    leave (xsk_pool_get_rx_frame_size)."""
+    return frame_size - XDP_PACKET_HEADROOM - headroom
+
+
+def frames_span_chunks(mtu: int, frame_size: int, headroom: int) -> bool:
+    """Does a frame the MTU allows need more than one UMEM frame (AF_XDP multi-buffer)?"""
+    return mtu + L2_OVERHEAD > rx_chunk_room(frame_size, headroom)
+
+
+def max_frame_len(frame_size: int, headroom: int, multi_buffer: bool = False) -> int:
+    """The longest frame the kit sends and receives: what one UMEM frame holds for a receiver,
+    or, with AF_XDP multi-buffer, MAX_FRAME across several."""
+    return MAX_FRAME if multi_buffer else rx_chunk_room(frame_size, headroom)

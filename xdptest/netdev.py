@@ -9,7 +9,11 @@ finding it out by a failing bind.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import fcntl
+import socket
+import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -95,3 +99,18 @@ def xdp_features(endpoint: Endpoint) -> DeviceXdpFeatures | None:
     """The device's XDP features, asked in its namespace; None where the kernel has no netdev
     netlink family (before Linux 6.3): zero-copy is then found by binding."""
     return run_in_netns(endpoint.netns.name, lambda: _query(endpoint.ifindex))
+
+
+def driver_name(endpoint: Endpoint) -> str:
+    """The interface's driver (ETHTOOL_GDRVINFO), e.g. "veth"; "driver unknown" where it cannot
+    be read."""
+    buf = bytearray(struct.pack("I", 0x3).ljust(196, b"\0"))  # ETHTOOL_GDRVINFO, ethtool_drvinfo
+    ifreq = bytearray(struct.pack("16sP", endpoint.ifname.encode(), 0).ljust(40, b"\0"))
+    try:
+        with endpoint.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            addr = ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
+            struct.pack_into("P", ifreq, 16, addr)
+            fcntl.ioctl(sock.fileno(), 0x8946, bytes(ifreq))  # SIOCETHTOOL
+    except OSError:
+        return "driver unknown"
+    return bytes(buf[4:36]).split(b"\0", 1)[0].decode(errors="replace") or "driver unknown"

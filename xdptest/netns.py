@@ -267,6 +267,11 @@ class Endpoint:
                     f"interface {self.ifname} (index {self.ifindex}) is gone from {self.netns.name}"
                 ) from exc
 
+    @property
+    def mtu(self) -> int:
+        """The interface's MTU, as the kernel has it now."""
+        return int(self.link().get_attr("IFLA_MTU"))
+
     def set_gro(self, enabled: bool) -> None:
         set_gro(self.netns.name, self.ifname, enabled)
 

@@ -15,12 +15,9 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
-import ctypes
 import errno
-import fcntl
 import functools
 import socket
-import struct
 import subprocess
 import threading
 import time
@@ -43,6 +40,7 @@ from xdptest.errors import (
     RingSizeError,
     UmemError,
 )
+from xdptest.framelen import multi_buffer_for
 from xdptest.nsexec import netns_socket_fd
 from xdptest.teardown import run_all
 from xdptest.umem import Umem
@@ -224,6 +222,8 @@ class XskSocket:
     built-in ``redirect`` program is attached in ``attach_mode``. ``fill_frames`` frames go to the
     fill ring (default: half the free frames, at most ``fill_size``; all of them for an RX-only
     socket). A TX-only socket (``rx_size=0``) attaches no program unless one is given.
+    ``multi_buffer`` (XDP_USE_SG, Linux 6.6+): frames span several UMEM frames; None turns it on
+    where the endpoint's MTU allows frames longer than one holds. ``send``/``recv`` take whole frames.
     """
 
     def __init__(self, endpoint: Endpoint, queue: int = 0, umem: Umem | None = None,
@@ -232,7 +232,7 @@ class XskSocket:
                  busy_poll: int | None = None, program: XdpProgram | None = None, *,
                  attach_mode: AttachMode = "native", xskmap: str | None = None,
                  xskmap_key: int | None = None, busy_poll_budget: int = 64,
-                 fill_frames: int | None = None) -> None:
+                 fill_frames: int | None = None, multi_buffer: bool | None = None) -> None:
         self.endpoint = endpoint
         self.queue = queue
         self._closed = True
@@ -250,6 +250,9 @@ class XskSocket:
             raise ConfigError(f"queue {queue!r} does not exist on {endpoint}: it has "
                               f"{endpoint.queues} queue(s), 0 to {endpoint.queues - 1}; create the "
                               "pair with more queues (VethPair(queues=N)) or pick a lower one")
+        if multi_buffer not in (None, True, False):
+            raise ConfigError(f"multi_buffer must be None (where the MTU needs it), True or False, got "
+                              f"{multi_buffer!r}")
         if busy_poll is not None and (not isinstance(busy_poll, int) or busy_poll < 0):
             raise ConfigError(f"busy_poll must be microseconds (an int >= 0) or None, got {busy_poll!r}")
         self.rx_size, self.tx_size = rx_size, tx_size
@@ -270,6 +273,7 @@ class XskSocket:
             if own_umem:
                 undo.callback(self.umem.close)
             shared = self.umem.sockets > 0
+            self.multi_buffer = self._multi_buffer(multi_buffer, shared)
             self.umem._attach(self)
             undo.callback(self.umem._forget_socket)
             fd = self._new_fd()
@@ -281,6 +285,8 @@ class XskSocket:
                 if rx_size:
                     self._native.populate_fill(-1 if fill_frames is None else fill_frames)
             self.bind_mode = "zerocopy" if self._native.is_zerocopy() else "copy"
+            if self.multi_buffer:
+                self._native.max_frame = _libxsk.MAX_FRAME
             if self.busy_poll:
                 self._enable_busy_poll(self.busy_poll, busy_poll_budget)
                 undo.callback(_interfaces.release_busy_poll, endpoint)
@@ -308,9 +314,23 @@ class XskSocket:
                 raise PermissionDeniedError("AF_XDP sockets need CAP_NET_RAW: run as root") from None
             raise
 
+    def _multi_buffer(self, asked: bool | None, shared: bool) -> bool:
+        """Whether to bind with XDP_USE_SG (see ``multi_buffer_for``). A socket sharing a UMEM gets
+        what the UMEM's first socket has: the kernel takes it from there."""
+        if not shared:
+            return multi_buffer_for(asked, self.endpoint.mtu, self.umem.frame_size, self.umem.headroom)
+        peers = [s for s in self.umem._users if not s._closed]
+        inherited = bool(peers and peers[0].multi_buffer)
+        if asked is not None and asked != inherited:
+            raise ConfigError(f"multi_buffer={asked}: this socket shares a UMEM whose first socket has "
+                              f"multi_buffer={inherited}, and the kernel takes it from there")
+        return inherited
+
     def _bind(self, mode: Mode, shared: bool) -> None:
         assert self._native is not None
         wake = _libxsk.BIND_NEED_WAKEUP if self.need_wakeup else 0
+        if self.multi_buffer and not shared:
+            wake |= _libxsk.BIND_SG
         if shared:
             flags = 0  # the kernel takes mode and wakeup from the socket that registered the UMEM
         elif mode == "copy":
@@ -354,18 +374,9 @@ class XskSocket:
             time.sleep(0.002)
 
     def _link_kind(self) -> str:
-        """The interface's driver (ETHTOOL_GDRVINFO), e.g. "veth"."""
-        request = struct.pack("I", 0x3).ljust(196, b"\0")  # ETHTOOL_GDRVINFO, ethtool_drvinfo
-        buf = bytearray(request)
-        ifreq = bytearray(struct.pack("16sP", self.endpoint.ifname.encode(), 0).ljust(40, b"\0"))
-        try:
-            with self.endpoint.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                addr = ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
-                struct.pack_into("P", ifreq, 16, addr)
-                fcntl.ioctl(sock.fileno(), 0x8946, bytes(ifreq))  # SIOCETHTOOL
-        except OSError:
-            return "driver unknown"
-        return bytes(buf[4:36]).split(b"\0", 1)[0].decode(errors="replace") or "driver unknown"
+        from xdptest.netdev import driver_name
+
+        return driver_name(self.endpoint)
 
     def _bind_error(self, code: int, mode: Mode, shared: bool) -> Exception:
         where = f"queue {self.queue} of {self.endpoint}"

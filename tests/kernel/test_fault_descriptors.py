@@ -40,16 +40,17 @@ import errno
 import os
 import random
 import time
-from dataclasses import dataclass, field
 
 import pytest
 
 from tests.kernel.tx_rules import (
     ETH_HLEN,
+    MAX_DESCS_PER_FRAME,
     RULES,
     UNALIGNED_OFFSET_SHIFT,
     XDP_PKT_CONTD,
     XDP_TX_METADATA,
+    TxModel,
     descriptor_valid,
     effective_addr,
 )
@@ -59,53 +60,10 @@ from xdptest.xsk import Umem, XskSocket
 
 pytestmark = pytest.mark.kernel
 
-MAX_DESCS_PER_FRAME = 18  # the head and MAX_SKB_FRAGS (17) fragments
-MTU = 1500
-MAX_DELIVERED = MTU + ETH_HLEN + 4  # veth forwards up to MTU + header + one VLAN tag
+MAX_DELIVERED = 1500 + ETH_HLEN + 4  # veth forwards up to MTU + header + one VLAN tag
 FRAMES = 16  # a small UMEM: its edges are hit often
 ROUNDS = int(os.environ.get("XDPTEST_FUZZ_ROUNDS", "60"))
 MODES = [(2048, False, 101), (4096, False, 202), (4096, True, 303), (3001, True, 404)]
-
-
-@dataclass
-class TxModel:
-    """What the kernel does with a stream of descriptors: which are counted invalid, which
-    frames leave (bytes captured when the descriptors are fed, as the kernel copies them)."""
-
-    umem: Umem
-    pending: list[bytes] = field(default_factory=list)  # parts of an open multi-buffer frame
-    dropping: bool = False  # inside a frame that was dropped, until its last descriptor
-    joined: int = 0  # frames of several descriptors delivered
-    overflowed: int = 0  # frames dropped for having too many descriptors
-
-    def feed(self, descs: list[tuple[int, int, int]]) -> tuple[int, list[bytes]]:
-        invalid, delivered = 0, []
-        umem = self.umem
-        for addr, length, options in descs:
-            more = RULES.contd and bool(options & XDP_PKT_CONTD)
-            if self.dropping:
-                invalid += 1
-                self.dropping = more
-                continue
-            if not descriptor_valid(addr, length, options, umem.size, umem.frame_size, umem.unaligned):
-                invalid += 1 + len(self.pending)
-                self.pending = []
-                self.dropping = more and RULES.drop_to_frame_end
-                continue
-            self.pending.append(umem.read(effective_addr(addr, umem.unaligned), length))
-            if more and len(self.pending) == MAX_DESCS_PER_FRAME:
-                invalid += len(self.pending)
-                self.overflowed += 1
-                self.pending = []
-                self.dropping = RULES.drop_to_frame_end
-                continue
-            if not more:
-                parts, self.pending = self.pending, []
-                frame = b"".join(parts)
-                if ETH_HLEN <= len(frame) <= MAX_DELIVERED:
-                    delivered.append(frame)
-                    self.joined += len(parts) > 1
-        return invalid, delivered
 
 
 def _random_desc(rng: random.Random, umem: Umem) -> tuple[int, int, int]:

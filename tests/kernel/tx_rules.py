@@ -20,14 +20,16 @@ are placed at the first release that showed them (6.1, 6.12 and 6.18).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xdptest.features import kernel_version
+from xdptest.xsk import Umem
 
 XDP_PKT_CONTD = 1 << 0
 XDP_TX_METADATA = 1 << 1
 UNALIGNED_OFFSET_SHIFT = 48
 ETH_HLEN = 14
+MAX_DESCS_PER_FRAME = 18  # the head and MAX_SKB_FRAGS (17) fragments
 
 
 @dataclass(frozen=True)
@@ -80,3 +82,45 @@ def descriptor_valid(addr: int, length: int, options: int, umem_size: int, frame
         start = effective_addr(addr, unaligned)
         return length <= frame_size and start + length <= umem_size
     return addr < umem_size and addr % frame_size + length <= frame_size
+
+
+@dataclass
+class TxModel:
+    """What the kernel does with a stream of descriptors: which are counted invalid, which
+    frames leave (bytes captured when the descriptors are fed, as the kernel copies them)."""
+
+    umem: Umem
+    max_delivered: int = 1500 + ETH_HLEN + 4  # veth forwards up to MTU + header + one VLAN tag
+    pending: list[bytes] = field(default_factory=list)  # parts of an open multi-buffer frame
+    dropping: bool = False  # inside a frame that was dropped, until its last descriptor
+    joined: int = 0  # frames of several descriptors delivered
+    overflowed: int = 0  # frames dropped for having too many descriptors
+
+    def feed(self, descs: list[tuple[int, int, int]]) -> tuple[int, list[bytes]]:
+        invalid, delivered = 0, []
+        umem = self.umem
+        for addr, length, options in descs:
+            more = RULES.contd and bool(options & XDP_PKT_CONTD)
+            if self.dropping:
+                invalid += 1
+                self.dropping = more
+                continue
+            if not descriptor_valid(addr, length, options, umem.size, umem.frame_size, umem.unaligned):
+                invalid += 1 + len(self.pending)
+                self.pending = []
+                self.dropping = more and RULES.drop_to_frame_end
+                continue
+            self.pending.append(umem.read(effective_addr(addr, umem.unaligned), length))
+            if more and len(self.pending) == MAX_DESCS_PER_FRAME:
+                invalid += len(self.pending)
+                self.overflowed += 1
+                self.pending = []
+                self.dropping = RULES.drop_to_frame_end
+                continue
+            if not more:
+                parts, self.pending = self.pending, []
+                frame = b"".join(parts)
+                if ETH_HLEN <= len(frame) <= self.max_delivered:
+                    delivered.append(frame)
+                    self.joined += len(parts) > 1
+        return invalid, delivered

@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 # The C side's ABI numbers (XT_*_ABI in cnative/xt_*.h) this Python code was written against.
-EXPECTED_ABI = {"bpf": (lib.xt_native_abi, 2), "xsk": (lib.xt_xsk_abi, 4), "stamp": (lib.xt_stamp_abi, 3)}
+EXPECTED_ABI = {"bpf": (lib.xt_native_abi, 2), "xsk": (lib.xt_xsk_abi, 5), "stamp": (lib.xt_stamp_abi, 3)}
 
 
 def _check_abi() -> None:

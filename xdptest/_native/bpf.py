@@ -17,6 +17,7 @@ from xdptest._native import ffi, lib
 BPF_PROG_TYPE_UNSPEC = 0
 BPF_PROG_TYPE_XDP = 6
 BPF_MAP_TYPE_XSKMAP = 17
+BPF_F_XDP_HAS_FRAGS = 1 << 5  # load flag: the program takes multi-buffer frames (xdp.frags)
 PERCPU_MAP_TYPES = frozenset({5, 6, 10, 21})  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
 MAP_TYPE_NAMES = {
     1: "hash", 2: "array", 3: "prog_array", 4: "perf_event_array", 5: "percpu_hash",
@@ -103,6 +104,9 @@ class NativeObject:
     def set_type(self, program: ProgramRef, prog_type: int) -> ProgramRef:
         check(lib.xt_program_set_type(program.handle, prog_type), "set_type")
         return ProgramRef(program.name, program.section, prog_type, program.handle)
+
+    def add_flags(self, program: ProgramRef, flags: int) -> None:
+        check(lib.xt_program_add_flags(program.handle, flags), "set_flags")
 
     def set_offload_ifindex(self, ifindex: int) -> None:
         check(lib.xt_obj_set_offload_ifindex(self._obj, ifindex), "setting the offload device")

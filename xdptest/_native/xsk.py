@@ -26,6 +26,8 @@ UMEM_HUGEPAGES = int(lib.XT_UMEM_HUGEPAGES)
 BIND_COPY = int(lib.XT_BIND_COPY)
 BIND_ZEROCOPY = int(lib.XT_BIND_ZEROCOPY)
 BIND_NEED_WAKEUP = int(lib.XT_BIND_NEED_WAKEUP)
+BIND_SG = int(lib.XT_BIND_SG)
+MAX_FRAME = int(lib.XT_MAX_FRAME)
 RING_NAMES = {"fill": lib.XT_RING_FILL, "rx": lib.XT_RING_RX, "tx": lib.XT_RING_TX,
               "comp": lib.XT_RING_COMP}
 STAT_NAMES = ("rx_dropped", "rx_invalid_descs", "tx_invalid_descs", "rx_ring_full",
@@ -299,6 +301,7 @@ class NativeXsk:
         self.ptr: Any = out[0]
         self.fd = fd
         self.frame_size = umem.info().frame_size
+        self.max_frame = self.frame_size  # the longest frame it sends or receives; MAX_FRAME with BIND_SG
         self._rxbuf: Any = None
         self._rxlens: Any = None
         self._rxaddrs: Any = None
@@ -378,10 +381,11 @@ class NativeXsk:
         lens = [len(f) for f in frames]
         ret = lib.xt_xsk_send(self._p(), b"".join(frames), lens, len(lens))
         if ret == -errno.EMSGSIZE:
-            bad = next(i for i, n in enumerate(lens) if n == 0 or n > self.frame_size)
-            raise ConfigError(f"frame {bad} has {lens[bad]} bytes; a frame must have 1 to "
-                              f"{self.frame_size} bytes (the UMEM frame size): use a larger "
-                              "frame_size or a shorter frame")
+            bad = next(i for i, n in enumerate(lens) if n == 0 or n > self.max_frame)
+            hint = ("a shorter frame" if self.max_frame == MAX_FRAME else
+                    "a larger frame_size, multi_buffer=True (Linux 6.6+) or a shorter frame")
+            raise ConfigError(f"frame {bad} has {lens[bad]} bytes; this socket sends frames of 1 to "
+                              f"{self.max_frame} bytes: use {hint}")
         if ret < 0:
             raise _err(ret, "sending")
         return int(ret)
@@ -401,7 +405,7 @@ class NativeXsk:
 
     def recv(self, max_frames: int, timeout_ms: int, with_addrs: bool = False
              ) -> tuple[list[bytes], list[int]]:
-        cap = max_frames * self.frame_size
+        cap = max_frames * self.max_frame
         if cap > self._rxcap:
             self._rxbuf = ffi.new("unsigned char[]", cap)
             self._rxlens = ffi.new("unsigned int[]", max_frames)
