@@ -138,16 +138,27 @@ def _options(args: argparse.Namespace) -> Any:
     )
 
 
+def _longest_asked(args: argparse.Namespace) -> int:
+    """The longest frame --size or --vary size asks for (0 where neither does)."""
+    from xdptest import packets
+
+    tops = [int(v.hi) for v in map(packets.parse_vary, args.vary or ()) if v.kind == packets.KIND_SIZE]
+    return max([*tops, int(args.size or 0)])
+
+
 @contextlib.contextmanager
 def _topology(args: argparse.Namespace, queues: int) -> Iterator[tuple[Any, Any, str]]:
     """(sender, receiver or None, description); builds and removes the default topology."""
+    from xdptest.framelen import mtu_for
     from xdptest.netns import Endpoint, VethPair
 
     if args.iface is None:
         if args.rx_iface or args.netns or args.rx_netns:
             raise _Usage("--rx-iface, --netns and --rx-netns need --iface")
-        with VethPair(queues=queues, ipv6=True) as pair:
-            yield pair.a, pair.b, f"{pair.a} -> {pair.b} (built-in topology, removed afterwards)"
+        mtu = mtu_for(_longest_asked(args))
+        with VethPair(queues=queues, ipv6=True, mtu=mtu) as pair:
+            yield pair.a, pair.b, (f"{pair.a} -> {pair.b} (built-in topology{f', MTU {mtu}' if mtu != 1500 else ''}"
+                                   ", removed afterwards)")
         return
     src = Endpoint.existing(args.iface, args.netns)
     dst = Endpoint.existing(args.rx_iface, args.rx_netns) if args.rx_iface else None

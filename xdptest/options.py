@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from xdptest.errors import ConfigError, RingSizeError
-from xdptest.limits import check_frame_size, check_headroom, max_frame_len
+from xdptest.limits import MAX_FRAME, check_frame_size, check_headroom, max_frame_len
 
 BindModeOption = Literal["auto", "copy", "zerocopy"]
 # Closed loop by default: the sender stays at most this many frames ahead of the verifying
@@ -139,10 +139,10 @@ class TrafficOptions:
         if not 1 <= self.batch <= self.ring_size:
             raise ConfigError(f"--batch must be from 1 to the ring size ({self.ring_size}), got {self.batch}")
         check_headroom(self.headroom, self.frame_size, "--headroom")
-        if self.size is not None and self.size > max_frame_len(self.frame_size, self.headroom):
-            raise ConfigError(f"--size {self.size} is longer than a UMEM frame ({self.frame_size} bytes"
-                              f"{f' less {self.headroom} of headroom' if self.headroom else ''}); "
-                              "raise --frame-size or lower --size")
+        if self.size is not None and not 1 <= self.size <= MAX_FRAME:
+            raise ConfigError(f"--size {self.size}: frames have 1 to {MAX_FRAME} bytes (longer than one "
+                              f"UMEM frame holds, {max_frame_len(self.frame_size, self.headroom)}, they "
+                              "take several: AF_XDP multi-buffer, Linux 6.6+)")
         if not 0 <= self.allow_loss <= 100:
             raise ConfigError(f"--allow-loss is a percentage from 0 to 100, got {self.allow_loss}")
         if not 0 <= self.keep_bad <= MAX_KEEP_BAD:

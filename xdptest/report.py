@@ -54,6 +54,7 @@ class TrafficReport:
     need_wakeup: bool = True
     queues: int = 1
     frame_size: int = 4096
+    multi_buffer: bool = False  # frames span several UMEM frames (XDP_USE_SG, XDP_PKT_CONTD)
     packet_size: int = 64
     kernel: str = field(default_factory=platform.release)
     xdptest_version: str = __version__
@@ -143,7 +144,8 @@ class TrafficReport:
             ("latency", " ".join(f"{k}={lat.get(k, 0) / 1000:.1f}us" for k in LATENCY_KEYS)
              if any(lat.values()) else "not measured (no stamped frame arrived)"),
             ("AF_XDP", f"{self.bind_mode} mode, need_wakeup {'on' if self.need_wakeup else 'off'}, "
-                       f"{self.queues} queue(s), {self.frame_size}-byte frames"),
+                       f"{self.queues} queue(s), {self.frame_size}-byte frames"
+                       + (", multi-buffer (a frame spans several)" if self.multi_buffer else "")),
             ("engine", "live frames (kernel)" if self.engine == "live" else "AF_XDP sockets"),
         ]
         if self.replay_gap_error_ns:

@@ -24,8 +24,8 @@ from xdptest._native.gen import HIST_BUCKETS, GenSpec, Verifier, percentiles
 from xdptest._version import __version__
 from xdptest.errors import ConfigError, NotSupportedError, XdpTestError
 from xdptest.expect import Expect, expected_templates
+from xdptest.framelen import check_frame_lengths, longest_frame, needs_multi_buffer
 from xdptest.intervals import IntervalRecorder, Progress, Sample
-from xdptest.limits import max_frame_len
 from xdptest.options import TrafficOptions
 from xdptest.pcapfile import PcapngWriter
 from xdptest.report import LATENCY_KEYS, TrafficReport
@@ -72,12 +72,7 @@ def build_templates(options: TrafficOptions, src: Endpoint, dst: Endpoint | None
     for v in varies:
         for t in templates:
             packets.resolve(v, t)
-    biggest = max([t.size for t in templates] + [v.hi for v in size_vary])
-    room = max_frame_len(options.frame_size, options.headroom)
-    if biggest > room:
-        raise ConfigError(f"frames of up to {biggest} bytes do not fit a {options.frame_size}-byte UMEM "
-                          f"frame{f' with {options.headroom} bytes of headroom' if options.headroom else ''};"
-                          " raise --frame-size or lower --size")
+    check_frame_lengths(longest_frame(templates, varies), options, src, dst)
     return templates, varies
 
 
@@ -109,6 +104,8 @@ class TrafficRun:
                               f"{f'/{dst.queues}' if dst else ''} queue(s)")
         self.src, self.dst, self.options = src, dst, options
         self.templates, self.varies = build_templates(options, src, dst)
+        self.longest = longest_frame(self.templates, self.varies)
+        self.multi_buffer = needs_multi_buffer(self.longest, options)  # frames span UMEM frames
         # What the receiver must see, byte for byte: the frames as sent, or as ``expect`` says.
         if options.verify == "stamp" and expect:
             raise ConfigError("--expect describes whole frames: it needs --verify frame (the default)")
@@ -219,22 +216,23 @@ class TrafficRun:
             rx = XskSocket(self.dst, queue=q, umem=self._umem(max(o.frames, 2 * rx_ring)), rx_size=rx_ring,
                            tx_size=0, fill_size=rx_ring, comp_size=o.ring_size, mode=o.mode,
                            need_wakeup=o.need_wakeup, busy_poll=o.busy_poll, program=rx_program,
-                           attach_mode=o.attach_mode, busy_poll_budget=o.busy_poll_budget or 64)
+                           attach_mode=o.attach_mode, busy_poll_budget=o.busy_poll_budget or 64,
+                           multi_buffer=self.multi_buffer)
             self._stack.callback(rx.close)
             if o.verbatim:  # matched by content against the frames sent (the GenSpec's C array)
                 assert self._expect_gen is not None  # --verbatim implies --verify frame
-                verifier = Verifier(keep_bad=o.keep_bad, keep_bytes=o.frame_size)
+                verifier = Verifier(keep_bad=o.keep_bad, keep_bytes=self.longest)
                 verifier.expect_frames(self._expect_gen)
             else:
-                verifier = Verifier(expect=self._expect_gen, keep_bad=o.keep_bad, keep_bytes=o.frame_size)
+                verifier = Verifier(expect=self._expect_gen, keep_bad=o.keep_bad, keep_bytes=self.longest)
             capture = -(-self._capture // o.queues)  # each queue's share, rounded up
             rx_loop = XskLoop(batch=min(o.batch, 256), poll_ms=1, verifier=verifier, copy_out=capture,
-                              copy_out_bytes=capture * min(o.frame_size, 2048))
+                              copy_out_bytes=capture * self.longest)
         if self.engine == "live":
             return _Queue(q, None, rx, None, rx_loop, verifier)
         tx = XskSocket(self.src, queue=q, umem=self._umem(), rx_size=0, tx_size=o.ring_size,
                        fill_size=o.ring_size, comp_size=o.ring_size, mode=o.mode,
-                       need_wakeup=o.need_wakeup)
+                       need_wakeup=o.need_wakeup, multi_buffer=self.multi_buffer)
         self._stack.callback(tx.close)
         gen = None if o.verbatim else GenSpec(self.templates, self.varies, stream=q, seed=o.seed)
         frames = [t.frame for t in self.templates] if o.verbatim else []  # sent as they are
@@ -445,7 +443,8 @@ class TrafficRun:
     def report(self) -> TrafficReport:
         o = self.options
         r = TrafficReport(queues=o.queues, frame_size=o.frame_size, need_wakeup=o.need_wakeup,
-                          packet_size=self.templates[0].size, engine=self.engine)
+                          packet_size=self.templates[0].size, engine=self.engine,
+                          multi_buffer=self.multi_buffer)
         first = self._queues[0]
         sock = first.tx or first.rx
         if sock is not None:

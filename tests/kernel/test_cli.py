@@ -37,7 +37,7 @@ def test_builtin_topology_verifies_everything(tmp_path: Path) -> None:
     (["--vary", "udp.sport=9-1"], "inverted"),
     (["--packet", "Ether()/IP("], "not a scapy expression"),
     (["--pcap", "/nonexistent/x.pcap"], "cannot read it"),
-    (["--size", "5000"], "longer than a UMEM frame"),
+    (["--size", "70000"], "frames have 1 to 65536 bytes"),
     (["--frame-size", "3000"], "2048 or 4096"),
     (["--bogus"], "unrecognized arguments"),
     (["--rx-iface", "x"], "need --iface"),
