@@ -139,10 +139,12 @@ def _options(args: argparse.Namespace) -> Any:
 
 
 def _longest_asked(args: argparse.Namespace) -> int:
-    """The longest frame --size or --vary size asks for (0 where neither does)."""
+    """The longest frame --size, --vary size or the frames of --pcap ask for (0 where none does)."""
     from xdptest import packets
 
     tops = [int(v.hi) for v in map(packets.parse_vary, args.vary or ()) if v.kind == packets.KIND_SIZE]
+    if args.pcap and args.size is None:
+        tops.append(packets.longest_in_pcap(args.pcap))
     return max([*tops, int(args.size or 0)])
 
 

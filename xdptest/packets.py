@@ -226,6 +226,12 @@ def from_pcap(path: str | Path, size: int | None = None, limit: int = 65536) -> 
     return templates
 
 
+def longest_in_pcap(path: str | Path) -> int:
+    """The length of a capture's longest frame (0 for an empty one)."""
+    with _read_pcap(path) as reader:
+        return max((len(bytes(pkt)) for pkt in reader), default=0)
+
+
 def verbatim_frames(path: str | Path, limit: int = 65536) -> list[Template]:
     """The frames of a capture exactly as they are (no padding, no stamp): what ``--verbatim`` sends."""
     frames: list[Template] = []

@@ -11,7 +11,11 @@ puts back together. The kernel's own cases (selftests ``test_xsk``) have their e
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,3 +180,22 @@ def test_generator_refuses_frames_above_the_mtu() -> None:
     naming the MTU to set."""
     with VethPair() as pair, pytest.raises(ConfigError, match=r"MTU 1500.*mtu 8986"):
         run_traffic(pair.a, pair.b, count=10, size=JUMBO)
+
+
+@pytest.mark.parametrize("verbatim", [False, True], ids=["stamped", "verbatim"])
+def test_command_replays_a_jumbo_capture(tmp_path: Path, verbatim: bool) -> None:
+    """A capture with 8942-byte frames: the built-in topology takes the MTU they need, and every
+    frame arrives as sent."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+    from scapy.utils import wrpcap
+
+    wrpcap(str(tmp_path / "jumbo.pcap"), [Ether() / IP() / UDP() / Raw(bytes(n)) for n in (100, 5000, 8900)])
+    argv = [sys.executable, "-m", "xdptest.cli", "--pcap", str(tmp_path / "jumbo.pcap"), "--count", "3000",
+            "--json", str(tmp_path / "r.json"), *(["--verbatim"] if verbatim else [])]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "MTU 8928" in p.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert (report["received"], report["corrupted"], report["multi_buffer"]) == (3000, 0, True)

@@ -21,6 +21,34 @@ def test_readme_api_example_runs() -> None:
     exec(compile(api, "README.md", "exec"), {})
 
 
+@pytest.mark.requires_feature("multi_buffer")
+def test_readme_jumbo_example_runs() -> None:
+    jumbo = next(b for b in BLOCKS if "mtu=9000" in b)
+    exec(compile(jumbo, "README.md", "exec"), {})
+
+
+def test_readme_jumbo_commands_run() -> None:
+    """The jumbo-frame lines pass where the kernel has multi-buffer, else exit 2 naming 6.6."""
+    import subprocess
+    import sys
+
+    from xdptest.features import probe
+
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"### Jumbo frames \(multi-buffer AF_XDP\)\n.*?```sh\n(.*?)```", text, re.S)
+    assert block
+    lines = [ln.split("#")[0].strip() for ln in block.group(1).splitlines() if ln.strip()]
+    assert len(lines) == 2
+    for line in lines:
+        argv = [sys.executable, "-m", "xdptest.cli", *line.split()[1:], "--count", "2000"]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        if probe("multi_buffer").present:
+            assert p.returncode == 0, (line, p.stdout, p.stderr)
+            assert "multi-buffer" in p.stdout and "corrupted       0" in p.stdout
+        else:
+            assert p.returncode == 2 and "6.6" in p.stderr, (line, p.stderr)
+
+
 def test_readme_pytest_example_runs(pytester: pytest.Pytester) -> None:
     example = next(b for b in BLOCKS if "def test_my_program_drops_port_9" in b)
     program = (ROOT / "examples" / "udp_port_counter" / "xdp_port_counter.c").read_text()
