@@ -337,16 +337,19 @@ static inline int xt_rx_check(struct xt_xsk *xsk, const struct xdp_desc *d,
 }
 
 /*
- * The frame that starts at RX slot idx among the avail slots peeked: with XDP_USE_SG a frame
- * spans every descriptor up to the first without XDP_PKT_CONTD. Sets *k to how many it spans,
- * 0 when its last descriptor is not among those peeked (it is left for the next peek).
+ * How many RX descriptors the frame that starts at slot idx spans, among the avail peeked: with
+ * XDP_USE_SG every one up to the first without XDP_PKT_CONTD; without it, one (the bit means
+ * nothing there). 0 when the frame's last descriptor is not among those peeked: it is left in
+ * the ring for the next peek.
  */
-static inline unsigned int xt_rx_span(const struct xsk_ring *r, __u32 idx, unsigned int avail)
+static inline unsigned int xt_rx_span(struct xt_xsk *xsk, __u32 idx, unsigned int avail)
 {
 	unsigned int k = 0;
 
+	if (!(xsk->bind_flags & XT_BIND_SG))
+		return avail ? 1 : 0;
 	while (k < avail) {
-		if (!(xsk_ring__desc((struct xsk_ring *)r, idx + k++)->options & XDP_PKT_CONTD))
+		if (!(xsk_ring__desc(&xsk->rx, idx + k++)->options & XDP_PKT_CONTD))
 			return k;
 	}
 	return 0;
@@ -390,8 +393,26 @@ static const unsigned char *xt_rx_frame(struct xt_xsk *xsk, __u32 idx, unsigned 
 	return ok ? data : NULL;
 }
 
+/*
+ * Copy the meta_len bytes in front of an RX frame (the metadata an XDP program placed there with
+ * bpf_xdp_adjust_meta; in front of the first buffer of a multi-buffer frame), or zeros where its
+ * chunk has no room for them there.
+ */
+static void xt_rx_meta(const struct xt_xsk *xsk, const struct xdp_desc *first, unsigned char *out,
+		       unsigned int meta_len)
+{
+	const struct xt_umem *umem = xsk->umem;
+	uint64_t addr = xt__desc_addr(umem, first->addr);
+
+	if (addr - xt__desc_chunk(umem, first->addr) >= meta_len)
+		memcpy(out, umem->area + addr - meta_len, meta_len);
+	else
+		memset(out, 0, meta_len);
+}
+
 static int xt_recv_once(struct xt_xsk *xsk, unsigned int max, unsigned char *buf,
-			unsigned long long cap, unsigned int *lens, unsigned long long *addrs)
+			unsigned long long cap, unsigned int *lens, unsigned long long *addrs,
+			unsigned char *meta, unsigned int meta_len)
 {
 	struct xsk_ring *r = &xsk->rx;
 	uint64_t chunks[XT_CHUNK];
@@ -401,7 +422,7 @@ static int xt_recv_once(struct xt_xsk *xsk, unsigned int max, unsigned char *buf
 	__u32 idx;
 
 	n = xsk_cons__peek(r, sg ? XT_CHUNK : xt_min(max, XT_CHUNK), &idx);
-	while (i < n && got < max && (k = xt_rx_span(r, idx + i, n - i))) {
+	while (i < n && got < max && (k = xt_rx_span(xsk, idx + i, n - i))) {
 		unsigned int mark = nrec;
 		const unsigned char *data = xt_rx_frame(xsk, idx + i, k, &len, chunks, &nrec, &bad);
 
@@ -416,6 +437,8 @@ static int xt_recv_once(struct xt_xsk *xsk, unsigned int max, unsigned char *buf
 			lens[got] = len;
 			if (addrs)
 				addrs[got] = xsk_ring__desc(r, idx + i)->addr;
+			if (meta_len)
+				xt_rx_meta(xsk, xsk_ring__desc(r, idx + i), meta + (size_t)got * meta_len, meta_len);
 			used += len;
 			got++;
 			xsk->cnt.rx_bytes += len;
@@ -434,7 +457,7 @@ static int xt_recv_once(struct xt_xsk *xsk, unsigned int max, unsigned char *buf
 
 int xt_xsk_recv(struct xt_xsk *xsk, unsigned int max, unsigned char *buf,
 		unsigned long long cap, unsigned int *lens, unsigned long long *addrs,
-		int timeout_ms)
+		unsigned char *meta, unsigned int meta_len, int timeout_ms)
 {
 	uint64_t deadline = xt_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ULL;
 	struct pollfd pfd = { .fd = xsk->fd, .events = POLLIN };
@@ -446,7 +469,7 @@ int xt_xsk_recv(struct xt_xsk *xsk, unsigned int max, unsigned char *buf,
 		/* Busy polling: NAPI runs only when we drive it, so drive it before every peek. */
 		if (xsk->busy_poll)
 			xt_xsk_kick_rx(xsk);
-		got = xt_recv_once(xsk, max, buf, cap, lens, addrs);
+		got = xt_recv_once(xsk, max, buf, cap, lens, addrs, meta, meta_len);
 		if (got)
 			return got;
 		if (!xsk->busy_poll && xt_rx_needs_kick(xsk))
@@ -593,7 +616,7 @@ int xt_rx_burst(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loo
 	now = cfg->verifier ? xt_now_ns() : 0;
 	/* one receive time per batch: the frames of a batch reach the application together */
 	realtime = (cfg->flags & XT_LOOP_COPY_OUT) && cfg->out_ts ? xt_realtime_ns() : 0;
-	for (; i < avail && good < n && (k = xt_rx_span(r, idx + i, avail - i)); i += k) {
+	for (; i < avail && good < n && (k = xt_rx_span(xsk, idx + i, avail - i)); i += k) {
 		const unsigned char *data = xt_rx_frame(xsk, idx + i, k, &len, chunks, &nrec, &st->bad_descs);
 
 		if (!data)

@@ -202,9 +202,10 @@ int xt_xsk_complete(struct xt_xsk *xsk, unsigned int max);
 int xt_xsk_send(struct xt_xsk *xsk, const unsigned char *data, const unsigned int *lens,
 		unsigned int n);
 int xt_xsk_send_raw(struct xt_xsk *xsk, const struct xt_desc *descs, unsigned int n, int kick);
+/* meta_len > 0: also copy the meta_len bytes of XDP metadata in front of each frame to meta. */
 int xt_xsk_recv(struct xt_xsk *xsk, unsigned int max, unsigned char *buf,
 		unsigned long long cap, unsigned int *lens, unsigned long long *addrs,
-		int timeout_ms);
+		unsigned char *meta, unsigned int meta_len, int timeout_ms);
 
 int xt_tx_burst(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loop_stats *st);
 int xt_rx_burst(struct xt_xsk *xsk, const struct xt_loop_cfg *cfg, struct xt_loop_stats *st);

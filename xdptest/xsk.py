@@ -18,12 +18,9 @@ import contextlib
 import errno
 import functools
 import socket
-import subprocess
-import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
@@ -44,9 +41,10 @@ from xdptest.framelen import multi_buffer_for
 from xdptest.nsexec import netns_socket_fd
 from xdptest.teardown import run_all
 from xdptest.umem import Umem
+from xdptest.xsk_shared import interfaces as _interfaces
 
 if TYPE_CHECKING:
-    from xdptest.bpf import Attachment, XdpProgram
+    from xdptest.bpf import XdpProgram
     from xdptest.netns import Endpoint
 
 __all__ = ["RingState", "Umem", "XskLoop", "XskSocket"]
@@ -54,101 +52,7 @@ __all__ = ["RingState", "Umem", "XskLoop", "XskSocket"]
 Mode = Literal["auto", "copy", "zerocopy"]
 AttachMode = Literal["native", "generic"]
 BIND_RETRY_S = 0.5  # a queue released by close() is free again after a few ms
-BUSY_POLL_SYSFS = {"napi_defer_hard_irqs": "2", "gro_flush_timeout": "200000"}
-
-
-# --- the built-in redirect program, one attachment per interface ----------------------------
-
-@dataclass
-class _SharedProgram:
-    program: XdpProgram
-    attachment: Attachment
-    mode: str
-    users: int = 0
-
-
-class _InterfaceTable:
-    """Per-interface state that sockets share: the attached redirect program, busy-poll sysfs."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.programs: dict[tuple[str, int], _SharedProgram] = {}
-        self.busy: dict[tuple[str, int], tuple[dict[str, str], int]] = {}  # saved, users
-
-    def acquire_program(self, endpoint: Endpoint, mode: AttachMode) -> XdpProgram:
-        from xdptest.bpf import XdpProgram
-
-        key = (endpoint.netns.name, endpoint.ifindex)
-        with self.lock:
-            shared = self.programs.get(key)
-            if shared is None:
-                program = XdpProgram.load("redirect")
-                try:
-                    # The redirect program never sends XDP_TX, and a keeper on the sending end
-                    # costs copy-mode TX frames under load (measured): leave that end bare.
-                    attachment = program.attach(endpoint, mode=mode, peer_keeper=False)
-                except BaseException:
-                    program.close()
-                    raise
-                shared = self.programs[key] = _SharedProgram(program, attachment, mode)
-            elif shared.mode != mode:
-                raise ConfigError(f"{endpoint} already runs the redirect program in {shared.mode} "
-                                  f"mode for another socket; ask for attach_mode={shared.mode!r}")
-            shared.users += 1
-            return shared.program
-
-    def release_program(self, endpoint: Endpoint) -> None:
-        key = (endpoint.netns.name, endpoint.ifindex)
-        with self.lock:
-            shared = self.programs.get(key)
-            if shared is None:
-                return
-            shared.users -= 1
-            if shared.users > 0:
-                return
-            del self.programs[key]
-        shared.program.close()  # detaches
-
-    def acquire_busy_poll(self, endpoint: Endpoint) -> None:
-        key = (endpoint.netns.name, endpoint.ifindex)
-        with self.lock:
-            saved, users = self.busy.get(key, ({}, 0))
-            if users == 0:
-                for name, value in BUSY_POLL_SYSFS.items():
-                    saved[name] = _sysfs(endpoint, name)
-                    _sysfs(endpoint, name, value)
-            self.busy[key] = (saved, users + 1)
-
-    def release_busy_poll(self, endpoint: Endpoint) -> None:
-        key = (endpoint.netns.name, endpoint.ifindex)
-        with self.lock:
-            saved, users = self.busy.pop(key, ({}, 0))
-            if users > 1:
-                self.busy[key] = (saved, users - 1)
-            elif users == 1 and not endpoint.netns.closed:
-                for name, value in saved.items():
-                    _sysfs(endpoint, name, value)
-
-
-_interfaces = _InterfaceTable()
-
-
-def _sysfs(endpoint: Endpoint, name: str, value: str | None = None) -> str:
-    """Read or write /sys/class/net/IF/NAME as the endpoint's namespace sees it.
-
-    /sys shows the devices of the namespace that mounted it, so this runs ``ip netns exec``, which
-    mounts a fresh sysfs for the namespace.
-    """
-    path = f"/sys/class/net/{endpoint.ifname}/{name}"
-    argv = ["cat" if value is None else "tee", path]
-    if endpoint.netns.name:  # /sys shows a namespace's devices only to a process inside it
-        argv = ["ip", "netns", "exec", endpoint.netns.name, *argv]
-    try:
-        done = subprocess.run(argv, input=value, capture_output=True, text=True, timeout=10,
-                              check=True)
-    except subprocess.CalledProcessError as exc:
-        raise NotSupportedError(f"busy polling ({path})", exc.stderr.strip() or "cannot access it") from None
-    return done.stdout.strip()
+MAX_META_LEN = 32  # bpf_xdp_adjust_meta refuses more
 
 
 # --- releasing sockets, also those dropped without close() ---------------------------------
@@ -490,8 +394,18 @@ class XskSocket:
     def recv_with_addrs(self, max_frames: int = 64, timeout: float | None = 1.0
                         ) -> list[tuple[int, bytes]]:
         """Like :meth:`recv`, with each frame's descriptor address (UMEM offset of its data)."""
-        frames, addrs = self._n("rx").recv(self._max(max_frames), self._timeout_ms(timeout), True)
+        frames, addrs, _ = self._n("rx").recv(self._max(max_frames), self._timeout_ms(timeout), True)
         return list(zip(addrs, frames, strict=True))
+
+    def recv_with_meta(self, meta_len: int, max_frames: int = 64, timeout: float | None = 1.0
+                       ) -> list[tuple[bytes, bytes]]:
+        """Like :meth:`recv`, with the ``meta_len`` bytes of metadata an XDP program put in front
+        of each frame (``bpf_xdp_adjust_meta``, at most 32 bytes): ``(metadata, frame)`` pairs."""
+        if not isinstance(meta_len, int) or not 1 <= meta_len <= MAX_META_LEN:
+            raise ConfigError(f"meta_len must be from 1 to {MAX_META_LEN} (the kernel's limit for XDP "
+                              f"metadata), got {meta_len!r}")
+        frames, _, metas = self._n("rx").recv(self._max(max_frames), self._timeout_ms(timeout), meta_len=meta_len)
+        return list(zip(metas, frames, strict=True))
 
     @staticmethod
     def _max(max_frames: int) -> int:

@@ -33,7 +33,7 @@ LAYERS: dict[str, int] = {
     "xdptest.pins": 3,
     "xdptest.bpf": 4, "xdptest.builtin": 4, "xdptest.features": 4, "xdptest.maps": 4, "xdptest.variables": 4,
     "xdptest.veth_peer": 4,
-    "xdptest.umem": 5, "xdptest.xsk": 5, "xdptest.framelen": 5,
+    "xdptest.umem": 5, "xdptest.xsk": 5, "xdptest.xsk_shared": 5, "xdptest.framelen": 5,
     "xdptest.traffic": 6, "xdptest.runreport": 6, "xdptest.intervals": 6, "xdptest.live": 6, "xdptest.artifacts": 6,
     "xdptest.cli": 7, "xdptest.plugin": 7, "xdptest.plugin_report": 7, "xdptest.plugin_guest": 7,
     "xdptest.plugin_matrix": 7, "xdptest.leftovers": 7,

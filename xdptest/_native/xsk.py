@@ -403,17 +403,20 @@ class NativeXsk:
             raise _err(ret, "raw send")
         return int(ret)
 
-    def recv(self, max_frames: int, timeout_ms: int, with_addrs: bool = False
-             ) -> tuple[list[bytes], list[int]]:
+    def recv(self, max_frames: int, timeout_ms: int, with_addrs: bool = False, meta_len: int = 0
+             ) -> tuple[list[bytes], list[int], list[bytes]]:
+        """Frames, their first descriptor's address (``with_addrs``) and the ``meta_len`` bytes of
+        XDP metadata in front of each (``meta_len`` > 0)."""
         cap = max_frames * self.max_frame
         if cap > self._rxcap:
             self._rxbuf = ffi.new("unsigned char[]", cap)
             self._rxlens = ffi.new("unsigned int[]", max_frames)
             self._rxaddrs = ffi.new("unsigned long long[]", max_frames)
             self._rxcap = cap
+        meta = ffi.new("unsigned char[]", max_frames * meta_len) if meta_len else ffi.NULL
         while True:
             ret = lib.xt_xsk_recv(self._p(), max_frames, self._rxbuf, cap, self._rxlens,
-                                  self._rxaddrs if with_addrs else ffi.NULL, timeout_ms)
+                                  self._rxaddrs if with_addrs else ffi.NULL, meta, meta_len, timeout_ms)
             if ret != -errno.EINTR:
                 break
         if ret < 0:
@@ -425,7 +428,11 @@ class NativeXsk:
             frames.append(raw[pos:pos + n])
             pos += n
         addrs = [int(a) for a in self._rxaddrs[0:ret]] if with_addrs else []
-        return frames, addrs
+        metas = []
+        if meta_len:
+            raw_meta = ffi.buffer(meta, ret * meta_len)[:]
+            metas = [raw_meta[i * meta_len:(i + 1) * meta_len] for i in range(ret)]
+        return frames, addrs, metas
 
     def test_forge(self, ring: str, addr: int, length: int = 0) -> None:
         ret = lib.xt_xsk_test_forge(self._p(), RING_NAMES[ring], addr, length)
