@@ -165,6 +165,8 @@ def trafgen_row(pair: VethPair, frame: bytes, duration: float) -> Row:
         cfg.write("{ " + ", ".join(f"0x{b:02x}" for b in frame) + " }\n")
     argv = ["ip", "netns", "exec", pair.a.netns.name, "trafgen", "-o", pair.a.ifname, "-i",
             cfg.name, "-P1", "-q"]
+    if len(frame) > 2048:  # trafgen's TX ring slots hold 2048 bytes unless told otherwise
+        argv.append("--jumbo-support")
     pps = None
     try:
         # A file, not a pipe, for stderr: reading a pipe would wait for every process holding it.
