@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 from typing import Any
+
+from procs import run_as_root
 
 from xdptest import features
 from xdptest.netns import VethPair
@@ -62,6 +62,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() != "0":
-        sys.exit("bench_busy_poll: run as root")
-    sys.exit(main())
+    run_as_root("bench_busy_poll", main)

@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_xsk import Row, dropping_pair, measure_rx_side, trafgen_row, udp_frame
-from procs import tool
+from bench_xsk import Row, dropping_pair, measure_rx_side, trafgen_row, udp_frame, xdp_packets
+from procs import run_as_root, tool
 
 from xdptest.bpf import XdpProgram
 from xdptest.netns import VethPair
@@ -41,13 +41,12 @@ from xdptest.options import TrafficOptions
 from xdptest.traffic import TrafficRun, run_traffic
 
 
-def gen_tx_pps(pair: VethPair, duration: float) -> float:
-    options = TrafficOptions(duration=duration + 0.6)
+def gen_tx_pps(pair: VethPair, duration: float, size: int | None = None) -> float:
+    """Transmit-only TrafficRun: the rate at which frames reach ``pair.b``'s XDP program."""
+    options = TrafficOptions(duration=duration + 0.6, size=size)
     with TrafficRun(pair.a, None, options) as run:
         run.start()
         time.sleep(0.3)
-        from bench_xsk import xdp_packets
-
         before, start = xdp_packets(pair.b), time.monotonic()
         time.sleep(duration)
         pps = (xdp_packets(pair.b) - before) / (time.monotonic() - start)
@@ -204,6 +203,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() != "0":
-        sys.exit("bench_gen: run as root")
-    sys.exit(main())
+    run_as_root("bench_gen", main)

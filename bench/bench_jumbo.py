@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_xsk import Row, trafgen_row, udp_frame, xdp_packets
+from bench_gen import gen_tx_pps
+from bench_xsk import Row, trafgen_row, udp_frame
+from procs import run_as_root
 
 from xdptest.bpf import XdpProgram
 from xdptest.netns import VethPair
-from xdptest.options import TrafficOptions
-from xdptest.traffic import TrafficRun, run_traffic
+from xdptest.traffic import run_traffic
 
 MTU = 9000
 
@@ -39,17 +38,6 @@ def jumbo_frame(pair: VethPair, size: int) -> bytes:
     ip_len = int.from_bytes(small[16:18], "big") + grow
     udp_len = int.from_bytes(small[38:40], "big") + grow
     return small[:16] + ip_len.to_bytes(2, "big") + small[18:38] + udp_len.to_bytes(2, "big") + small[40:] + bytes(grow)
-
-
-def gen_tx_pps(pair: VethPair, size: int, duration: float) -> float:
-    with TrafficRun(pair.a, None, TrafficOptions(duration=duration + 0.6, size=size)) as run:
-        run.start()
-        time.sleep(0.3)
-        before, start = xdp_packets(pair.b), time.monotonic()
-        time.sleep(duration)
-        pps = (xdp_packets(pair.b) - before) / (time.monotonic() - start)
-        run.wait()
-    return pps
 
 
 def main() -> int:
@@ -66,7 +54,7 @@ def main() -> int:
         # A fresh pair per tool: nothing one sender leaves on a pair can reach the next row.
         with VethPair(mtu=MTU) as pair, XdpProgram.load("drop") as drop:
             drop.attach(pair.b, mode="native")
-            samples.setdefault(gen_name, []).append(gen_tx_pps(pair, args.size, args.duration))
+            samples.setdefault(gen_name, []).append(gen_tx_pps(pair, args.duration, args.size))
         with VethPair(mtu=MTU) as pair, XdpProgram.load("drop") as drop:
             drop.attach(pair.b, mode="native")
             row = trafgen_row(pair, jumbo_frame(pair, args.size), args.duration)
@@ -93,6 +81,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() != "0":
-        sys.exit("bench_jumbo: run as root")
-    sys.exit(main())
+    run_as_root("bench_jumbo", main)

@@ -13,8 +13,9 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 
@@ -82,3 +83,10 @@ def tool(argv: Sequence[str], *, sig: int = signal.SIGINT, grace: float = 5.0,
         yield proc
     finally:
         stop_group(proc, sig, grace)
+
+
+def run_as_root(name: str, main: Callable[[], int]) -> None:
+    """Exit with ``main()``'s status, or with a message where this process is not root."""
+    if os.geteuid() != 0:
+        sys.exit(f"{name}: run as root")
+    sys.exit(main())
