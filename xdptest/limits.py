@@ -41,8 +41,6 @@ def check_headroom(headroom: object, frame_size: int, option: str = "headroom") 
                           "headroom or a larger frame size")
 
 
-
-
 # The most an Ethernet frame adds to its MTU: the header and one VLAN tag (veth and most
 # drivers accept MTU + ETH_HLEN + VLAN_HLEN).
 L2_OVERHEAD = 18

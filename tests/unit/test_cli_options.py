@@ -91,3 +91,16 @@ def test_an_output_path_with_a_nul_byte_is_one_line_and_exit_2(capsys: pytest.Ca
     assert main(["--json", "report\0.json", "--iface", "xtnoif0"]) == 2
     err = capsys.readouterr().err
     assert "cannot write it" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_frame_length_rule_is_the_engines() -> None:
+    """One rule for frame lengths: what one UMEM frame holds for a receiver (after the kernel's and
+    the UMEM's headroom), or with multi-buffer the engine's own limit, the one its C code uses."""
+    from xdptest._native.xsk import MAX_FRAME
+    from xdptest.limits import max_frame_len
+
+    assert max_frame_len(4096, 0) == 3840 and max_frame_len(2048, 100) == 1692
+    assert max_frame_len(4096, 0, multi_buffer=True) == MAX_FRAME == 65536
+    with pytest.raises(ConfigError, match="--size 70000: frames have 1 to 65536 bytes"):
+        TrafficOptions(size=70000)
+    assert TrafficOptions(size=9000).size == 9000  # longer than a UMEM frame: multi-buffer decides later
